@@ -1,0 +1,146 @@
+"""Augur's configuration: every option declared once, here, with its type, default and meaning.
+
+Values come from, in increasing priority: the defaults below, a YAML file (``--config`` or ``$AUGUR_CONFIG``),
+environment variables (``kafka.bootstrap-servers`` -> ``AUGUR_KAFKA_BOOTSTRAP_SERVERS``) and explicit
+``--set key=value`` overrides. Unknown keys and values of the wrong type are errors, not silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid."""
+
+
+@dataclass(frozen=True)
+class Option:
+    type: Callable[[Any], Any]
+    default: Any
+    help: str
+
+
+def _positive_int(v: Any) -> int:
+    n = int(v)
+    if n <= 0:
+        raise ValueError(f"must be > 0, got {n}")
+    return n
+
+
+def _non_negative_int(v: Any) -> int:
+    n = int(v)
+    if n < 0:
+        raise ValueError(f"must be >= 0, got {n}")
+    return n
+
+
+def _positive_float(v: Any) -> float:
+    x = float(v)
+    if not x > 0:
+        raise ValueError(f"must be > 0, got {x}")
+    return x
+
+
+OPTIONS: dict[str, Option] = {
+    "kafka.bootstrap-servers": Option(str, "127.0.0.1:9092", "Kafka brokers that jobs, collectors and tools use"),
+    "infra.kafka.port": Option(_positive_int, 9092, "client port of the broker `augur infra up` starts"),
+    "infra.kafka.controller-port": Option(_positive_int, 9093, "KRaft controller port of that broker"),
+    "infra.kafka.heap-mb": Option(_positive_int, 512, "JVM heap of that broker"),
+    "stream.window-size-ms": Option(_positive_int, 60_000, "tumbling event-time window of the feature stage"),
+    "stream.out-of-orderness-ms": Option(_non_negative_int, 20_000, "bounded out-of-orderness of watermarks"),
+    "stream.allowed-lateness-ms": Option(_non_negative_int, 0, "lateness a window still accepts after it fired"),
+    "stream.idle-timeout-ms": Option(_positive_int, 30_000, "a source split idle this long stops holding back watermarks"),
+    "stream.max-future-skew-ms": Option(_non_negative_int, 300_000, "records stamped further than this in the future are rejected (clock_skew)"),
+    "stream.max-message-bytes": Option(_positive_int, 65_536, "larger telemetry messages are rejected (oversized)"),
+    "stream.parallelism": Option(_positive_int, 1, "parallelism of the streaming job"),
+    "stream.checkpoint-interval-ms": Option(_non_negative_int, 10_000, "checkpoint interval (0 disables checkpoints)"),
+    "stream.consumer-group": Option(str, "augur-stream", "Kafka consumer group of the streaming job"),
+    "detector.window": Option(_positive_int, 30, "robust z-score: trailing feature windows kept per series"),
+    "detector.min-history": Option(_positive_int, 12, "robust z-score: windows needed before a verdict"),
+    "detector.threshold": Option(_positive_float, 6.0, "robust z-score at which a window is anomalous"),
+}
+
+
+def env_name(key: str) -> str:
+    return "AUGUR_" + key.upper().replace(".", "_").replace("-", "_")
+
+
+class Config(Mapping[str, Any]):
+    """An immutable, validated view of all options."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None):
+        merged = {k: o.default for k, o in OPTIONS.items()}
+        for k, v in (values or {}).items():
+            merged[k] = _coerce(k, v)
+        self._values = merged
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None,
+             environ: Mapping[str, str] | None = None) -> "Config":
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        path = path or environ.get("AUGUR_CONFIG")
+        if path:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{path}: expected a mapping of option keys to values")
+            values.update(_flatten(raw))
+        for key in OPTIONS:
+            if env_name(key) in environ:
+                values[key] = environ[env_name(key)]
+        values.update(overrides or {})
+        return cls(values)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Config":
+        return Config({**self._values, **overrides})
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._values:
+            raise ConfigError(f"unknown option {key!r}")
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def parse_set_args(pairs: list[str] | None) -> dict[str, str]:
+    """Turn ``["a.b=1", ...]`` (from ``--set``) into a dict, rejecting malformed pairs."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _coerce(key: str, value: Any) -> Any:
+    if key not in OPTIONS:
+        raise ConfigError(f"unknown option {key!r}; known options: {', '.join(sorted(OPTIONS))}")
+    try:
+        return OPTIONS[key].type(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"option {key!r}: invalid value {value!r} ({e})") from None

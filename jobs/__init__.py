@@ -1,0 +1,1 @@
+"""Jobs: the streaming job (PyFlink) and batch pipelines, wiring sources -> steps -> sinks."""

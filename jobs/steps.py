@@ -1,0 +1,126 @@
+"""The engine-independent steps of the pipeline: parse -> window features -> score.
+
+Every engine (the Flink stream, the Beam backfill, the CLI) calls these same functions, so they give the same
+answers on the same data. They work on plain dicts and NumPy arrays and know nothing of Kafka or Flink.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from dataclasses import dataclass
+
+import numpy as np
+
+from augur import __version__
+from augur.config import Config
+from schemas import codec, series, topics
+from udfs import robust_zscore as rz
+from udfs.transforms import SCALE_FLOORS, stabilize
+from udfs.window_features import finite_or_none, window_features
+
+JOB_PRODUCER = {"name": "augur-stream", "version": __version__, "instance": socket.gethostname()}
+PRIMARY_FEATURE = {"gauge": "mean", "counter": "rate", "delta": "rate", "histogram": "p99"}
+
+
+def parse_telemetry(raw: bytes | str, now_ms: int, cfg: Config) -> tuple[str, dict]:
+    """Decode one telemetry message into ``(series_id, record)``; raise :class:`codec.Rejected` if unusable."""
+    record = codec.decode(topics.TELEMETRY.name, raw, max_bytes=cfg["stream.max-message-bytes"])
+    skew = record["ts"] - now_ms
+    if skew > cfg["stream.max-future-skew-ms"]:
+        raise codec.Rejected("clock_skew", f"event time is {skew / 1000:.1f} s ahead of this job's clock "
+                             f"(limit {cfg['stream.max-future-skew-ms'] / 1000:.0f} s)", record["ts"])
+    return series.series_id(record["host"], record["metric"], record["attrs"]), record
+
+
+def deadletter(rejected: codec.Rejected, payload: bytes | str, now_ms: int,
+               source_topic: str = topics.TELEMETRY.name) -> tuple[str, str]:
+    """``(key, json)`` of the dead-letter record for a rejected input."""
+    rec = codec.deadletter_record(rejected, payload, source_topic, now_ms, JOB_PRODUCER["instance"], JOB_PRODUCER)
+    return rec["reason"], codec.encode(topics.DEADLETTER.name, rec, check=False).decode()
+
+
+def late_deadletter(record: dict, now_ms: int, window_ms: int) -> tuple[str, str]:
+    rejected = codec.Rejected("late", "arrived after its window closed (event time is older than the watermark "
+                              f"minus the allowed lateness; window {window_ms} ms)", record["ts"])
+    return deadletter(rejected, codec.encode(topics.TELEMETRY.name, record, check=False), now_ms)
+
+
+def features_record(sid: str, window_start: int, window_end: int, samples: list[dict]) -> dict:
+    """The ``augur.features.v1`` record of one series' window (``samples`` all belong to ``sid``)."""
+    samples = sorted(samples, key=lambda s: s["ts"])
+    first = samples[0]
+    mtype = first["type"]
+    ts = np.fromiter((s["ts"] for s in samples), dtype=np.int64, count=len(samples))
+    if mtype == "histogram":
+        hists = [s["hist"]["counts"] for s in samples]
+        sums = np.fromiter((s["hist"]["sum"] for s in samples), dtype=np.float64, count=len(samples))
+        value, feats = window_features(mtype, ts, None, hists, sums, window_end - window_start)
+    else:
+        values = np.fromiter((s["value"] for s in samples), dtype=np.float64, count=len(samples))
+        value, feats = window_features(mtype, ts, values, None, None, window_end - window_start)
+    capacity = samples[-1].get("capacity")
+    return {
+        "v": 1, "ts": window_end, "host": first["host"], "producer": JOB_PRODUCER, "series_id": sid,
+        "metric": first["metric"], "type": mtype, "attrs": first["attrs"],
+        "window_start": window_start, "window_end": window_end, "count": len(samples),
+        "value": finite_or_none(value), "capacity": capacity,
+        "features": {k: (v if k == "obs_count" else finite_or_none(v)) for k, v in feats.items()},
+    }
+
+
+@dataclass(frozen=True)
+class RobustScorer:
+    """Scores feature records with the robust z-score kernel over explicit per-series state arrays."""
+
+    window: int
+    min_history: int
+    threshold: float
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "RobustScorer":
+        return cls(cfg["detector.window"], cfg["detector.min-history"], cfg["detector.threshold"])
+
+    @property
+    def model_version(self) -> str:
+        return f"robust_z/1 window={self.window} threshold={self.threshold:g}"
+
+    def init_state(self) -> np.ndarray:
+        return rz.init_state(self.window)
+
+    def score(self, state: np.ndarray, feature: dict) -> dict | None:
+        """Score one window causally (then learn it); return the anomaly record if the verdict is 'anomaly'."""
+        raw = feature["value"]
+        x = math.nan if raw is None else float(raw)
+        mtype = feature["type"]
+        window_ms = feature["window_end"] - feature["window_start"]
+        rel_floor, abs_floor = SCALE_FLOORS[mtype]
+        median = rz.history_median(state)
+        z = rz.step(state, stabilize(mtype, x, window_ms), self.min_history, self.threshold, rel_floor, abs_floor)
+        if not abs(z) >= self.threshold:  # NaN (warm-up, missing value) is never an anomaly
+            return None
+        score = rz.z_to_score(z, self.threshold)
+        name = series.describe(feature["metric"], feature["attrs"])
+        direction = "above" if z > 0 else "below"
+        explanation = (f"{name} {PRIMARY_FEATURE[mtype]} {x:.4g} is {abs(z):.1f} robust sigma {direction} "
+                       f"its usual level ({_unstabilize(mtype, median, window_ms):.4g})")
+        return {
+            "v": 1, "ts": feature["window_end"], "host": feature["host"], "producer": JOB_PRODUCER,
+            "series_id": feature["series_id"], "metric": feature["metric"], "attrs": feature["attrs"],
+            "window_start": feature["window_start"], "window_end": feature["window_end"], "value": x,
+            "score": score, "verdict": "anomaly",
+            "detectors": [{"name": "robust_z", "score": score, "raw": float(z), "vote": True,
+                           "model_version": self.model_version}],
+            "explanation": explanation[:512],
+        }
+
+
+def _unstabilize(mtype: str, y: float, window_ms: int) -> float:
+    """Inverse of :func:`udfs.transforms.stabilize`, to explain a verdict in the series' own units."""
+    if y != y:
+        return y
+    if mtype == "histogram":
+        return 2.0 ** y
+    if mtype in ("delta", "counter"):
+        return y * y / (window_ms / 1000.0)
+    return y

@@ -1,0 +1,27 @@
+"""Series identity: ``(host, metric, sorted attributes)`` -> a stable 16-hex-digit ``series_id``.
+
+The id is the first 8 bytes of BLAKE2b over the canonical JSON ``[host, metric, [[k, v], ...]]`` with the
+attributes sorted by key and no whitespace; any producer in any language can compute it the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Mapping
+
+
+def canonical_identity(host: str, metric: str, attrs: Mapping[str, str]) -> bytes:
+    items = [[k, attrs[k]] for k in sorted(attrs)]
+    return json.dumps([host, metric, items], separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def series_id(host: str, metric: str, attrs: Mapping[str, str]) -> str:
+    return hashlib.blake2b(canonical_identity(host, metric, attrs), digest_size=8).hexdigest()
+
+
+def describe(metric: str, attrs: Mapping[str, str]) -> str:
+    """Human-readable series name, e.g. ``http.server.request.duration{route=/api,service=shop}``."""
+    if not attrs:
+        return metric
+    return metric + "{" + ",".join(f"{k}={attrs[k]}" for k in sorted(attrs)) + "}"

@@ -1,0 +1,38 @@
+"""The public Kafka topics: names, partition counts, what keys them. Consumers depend on these; change = new version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    partitions: int
+    key: str  # what the Kafka key holds
+    doc: str
+
+    @property
+    def schema_file(self) -> str:
+        return f"{self.name}.json"
+
+
+TELEMETRY = Topic("augur.telemetry.v1", 6, "series_id", "aggregated samples from collectors and generators")
+EVENTS = Topic("augur.events.v1", 3, "host", "discrete host events (exec, exit, oom_kill, injected faults)")
+FEATURES = Topic("augur.features.v1", 6, "series_id", "per-series event-time window features")
+ANOMALIES = Topic("augur.anomalies.v1", 3, "series_id", "anomalous windows with scores and explanations")
+FORECASTS = Topic("augur.forecasts.v1", 3, "series_id", "resource exhaustion forecasts and retractions")
+DEADLETTER = Topic("augur.deadletter.v1", 1, "reason", "inputs that could not be used, with the reason")
+
+ALL: tuple[Topic, ...] = (TELEMETRY, EVENTS, FEATURES, ANOMALIES, FORECASTS, DEADLETTER)
+BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}
+# short names accepted on the command line (`augur tail anomalies`)
+BY_SHORT_NAME: dict[str, Topic] = {t.name.split(".")[1]: t for t in ALL}
+
+
+def resolve(name: str) -> Topic:
+    """A topic by full name (``augur.anomalies.v1``) or short name (``anomalies``)."""
+    topic = BY_NAME.get(name) or BY_SHORT_NAME.get(name)
+    if topic is None:
+        raise KeyError(f"unknown topic {name!r}; known: {', '.join(BY_SHORT_NAME)}")
+    return topic
