@@ -60,6 +60,7 @@ OPTIONS: dict[str, Option] = {
     "stream.max-message-bytes": Option(_positive_int, 65_536, "larger telemetry messages are rejected (oversized)"),
     "stream.parallelism": Option(_positive_int, 1, "parallelism of the streaming job"),
     "stream.checkpoint-interval-ms": Option(_non_negative_int, 10_000, "checkpoint interval (0 disables checkpoints)"),
+    "stream.checkpoint-dir": Option(str, "", "checkpoint folder or URI (default: <cache>/run/checkpoints)"),
     "stream.consumer-group": Option(str, "augur-stream", "Kafka consumer group of the streaming job"),
     "detector.window": Option(_positive_int, 30, "robust z-score: trailing feature windows kept per series"),
     "detector.min-history": Option(_positive_int, 12, "robust z-score: windows needed before a verdict"),

@@ -40,9 +40,9 @@ def deadletter(rejected: codec.Rejected, payload: bytes | str, now_ms: int,
     return rec["reason"], codec.encode(topics.DEADLETTER.name, rec, check=False).decode()
 
 
-def late_deadletter(record: dict, now_ms: int, window_ms: int) -> tuple[str, str]:
-    rejected = codec.Rejected("late", "arrived after its window closed (event time is older than the watermark "
-                              f"minus the allowed lateness; window {window_ms} ms)", record["ts"])
+def late_deadletter(record: dict, now_ms: int) -> tuple[str, str]:
+    rejected = codec.Rejected("late", "arrived after its window had closed (event time older than the watermark "
+                              "minus the allowed lateness)", record["ts"])
     return deadletter(rejected, codec.encode(topics.TELEMETRY.name, record, check=False), now_ms)
 
 

@@ -1,0 +1,55 @@
+"""A PyFlink execution environment configured for Augur: connector jars, this venv's Python, checkpoints, a
+bounded restart strategy and bundle sizes that suit a Python stage working at feature granularity."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pathlib import Path
+
+from augur import paths
+from augur.config import Config
+from augur.paths import REPO_ROOT
+from infra import maven
+
+
+def python_path_with_repo() -> str:
+    parts = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
+def checkpoint_uri(cfg: Config) -> str:
+    where = cfg["stream.checkpoint-dir"]
+    if "://" in where:
+        return where
+    path = Path(where) if where else paths.run_dir() / "checkpoints"
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve().as_uri()
+
+
+def create_stream_env(cfg: Config):
+    # Python workers are started by the JVM and inherit this environment: make the project importable there.
+    os.environ["PYTHONPATH"] = python_path_with_repo()
+    from pyflink.common import Configuration
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    conf = Configuration()
+    jars = ";".join(p.resolve().as_uri() for p in maven.flink_connector_jars())
+    conf.set_string("pipeline.jars", jars)
+    conf.set_string("python.executable", sys.executable)
+    conf.set_string("python.client.executable", sys.executable)
+    conf.set_string("python.fn-execution.bundle.size", "1000")
+    conf.set_string("python.fn-execution.bundle.time", "200")
+    conf.set_string("restart-strategy.type", "fixed-delay")
+    conf.set_string("restart-strategy.fixed-delay.attempts", "3")
+    conf.set_string("restart-strategy.fixed-delay.delay", "2 s")
+    conf.set_string("rest.bind-address", "127.0.0.1")
+    conf.set_string("rest.address", "127.0.0.1")
+    interval = cfg["stream.checkpoint-interval-ms"]
+    if interval:
+        conf.set_string("execution.checkpointing.interval", f"{interval} ms")
+        conf.set_string("execution.checkpointing.dir", checkpoint_uri(cfg))
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env.set_parallelism(cfg["stream.parallelism"])
+    return env
