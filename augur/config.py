@@ -61,6 +61,8 @@ OPTIONS: dict[str, Option] = {
     "stream.parallelism": Option(_positive_int, 1, "parallelism of the streaming job"),
     "stream.checkpoint-interval-ms": Option(_non_negative_int, 10_000, "checkpoint interval (0 disables checkpoints)"),
     "stream.checkpoint-dir": Option(str, "", "checkpoint folder or URI (default: <cache>/run/checkpoints)"),
+    "stream.start-from": Option(str, "group-offsets", "where a job without committed offsets starts: group-offsets "
+                                "(committed, else earliest), earliest, latest, or an epoch-ms record timestamp"),
     "stream.consumer-group": Option(str, "augur-stream", "Kafka consumer group of the streaming job"),
     "detector.window": Option(_positive_int, 30, "robust z-score: trailing feature windows kept per series"),
     "detector.min-history": Option(_positive_int, 12, "robust z-score: windows needed before a verdict"),

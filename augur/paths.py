@@ -22,5 +22,6 @@ def flink_jars_dir() -> Path:
 
 
 def run_dir() -> Path:
-    """Runtime state of services started by ``augur infra`` (data, logs, pid files)."""
-    return cache_dir() / "run"
+    """Runtime state of services started by ``augur infra`` (data, logs, pid files): ``$AUGUR_RUN_DIR`` or
+    ``<cache>/run``. Tests point it at a temporary folder so they never touch a developer's running broker."""
+    return Path(os.environ.get("AUGUR_RUN_DIR", cache_dir() / "run"))

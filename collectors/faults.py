@@ -81,3 +81,14 @@ def write_labels(path: str | Path, faults: list[Fault], meta: dict | None = None
 def read_labels(path: str | Path) -> list[Fault]:
     doc = json.loads(Path(path).read_text())
     return [Fault(f["kind"], f["host"], f["start_ms"], f["end_ms"], f.get("magnitude", 1.0)) for f in doc["faults"]]
+
+
+# The demo's schedule (offsets from the start of the synthetic run): one fault of each kind, spread over hosts.
+DEMO_FAULTS = (
+    "cpu_hog@host-2:+40m:10m",
+    "latency_regression@host-3:+70m:15m",
+    "error_burst@host-1:+100m:10m",
+    "retransmit_storm@host-4:+130m:10m",
+    "disk_fill@host-1:+160m:20m",
+    "memory_leak@host-3:+190m:30m",
+)

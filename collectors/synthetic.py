@@ -88,7 +88,11 @@ class SyntheticTelemetry:
 
     def _host_samples(self, idx: int, host: str, t: int) -> list[dict]:
         step = t // self.interval_ms
-        rng = np.random.default_rng([self.seed, idx, step])
+        # one independent stream per signal, so a fault on one signal never changes another signal's noise
+        streams = iter(np.random.SeedSequence([self.seed, idx, step]).spawn(8 + 3 * len(HTTP_ROUTES)))
+
+        def rng_next() -> np.random.Generator:
+            return np.random.Generator(np.random.PCG64(next(streams)))
         dt = self.interval_ms / 1000.0
         phase = 2 * math.pi * ((t % DAY_MS) / DAY_MS) + 0.4 * idx
         load = 0.5 - 0.35 * math.cos(phase)  # daily cycle, peak mid-day, in [0.15, 0.85]
@@ -99,6 +103,7 @@ class SyntheticTelemetry:
 
         out = []
         # CPU: utilisation and run-queue latency
+        rng = rng_next()
         cpu = 0.08 + 0.45 * load + rng.normal(0, 0.02)
         if rng.random() < 0.005:  # a short, normal burst
             cpu += rng.uniform(0.03, 0.08)
@@ -107,10 +112,12 @@ class SyntheticTelemetry:
             cpu = max(cpu, 0.96 + rng.normal(0, 0.01))
         cpu = min(max(cpu, 0.0), 1.0)
         out.append(sample("system.cpu.utilization", "gauge", "1", {}, value=round(cpu, 5)))
+        rng = rng_next()
         runq_median = 15.0 * (1 + 3 * cpu * cpu) * (8.0 * max(mag, 0.1) if hog else 1.0)
         out.append(sample("ebpf.runqueue.latency", "histogram", "us", {},
                           hist=log2_histogram(rng, int(2000 * (0.5 + load)), runq_median, 0.8)))
         # block I/O
+        rng = rng_next()
         fill, fill_mag, fill_progress = self._effect(host, "disk_fill", t)
         io_n = int(200 * (0.5 + load)) * (4 if fill else 1)
         io_median = 400.0 * (2.5 if fill else 1.0)
@@ -118,7 +125,8 @@ class SyntheticTelemetry:
                           hist=log2_histogram(rng, io_n, io_median, 0.6)))
         # TCP retransmits
         storm, storm_mag, _ = self._effect(host, "retransmit_storm", t)
-        retrans = rng.poisson(dt * 0.05 * (0.5 + load)) + (rng.poisson(dt * 5.0 * storm_mag) if storm else 0)
+        rng = rng_next()
+        retrans = rng.poisson(dt * 0.05 * (0.5 + load)) + rng.poisson(dt * 5.0 * storm_mag if storm else 0.0)
         out.append(sample("ebpf.tcp.retransmits", "delta", "{segment}", {}, value=int(retrans)))
         # HTTP server requests, per route: latency histogram and counts per status class
         slow, slow_mag, _ = self._effect(host, "latency_regression", t)
@@ -128,23 +136,25 @@ class SyntheticTelemetry:
             primary = route == HTTP_ROUTES[0][1]
             lat_median = median * (4.0 * slow_mag if slow and primary else 1.0)
             attrs = {"service": service, "http.route": route}
-            n = rng.poisson(rate * dt)
+            n = rng_next().poisson(rate * dt)
             out.append(sample("http.server.request.duration", "histogram", "us", attrs,
-                              hist=log2_histogram(rng, n, lat_median, 0.5)))
+                              hist=log2_histogram(rng_next(), n, lat_median, 0.5)))
             err = min(0.25 * burst_mag, 0.9) if burst and primary else 0.002
-            n5 = int(rng.binomial(n, err))
+            n5 = int(rng_next().binomial(n, err))
             out.append(sample("http.server.requests", "delta", "{request}", {**attrs, "status_class": "2xx"},
                               value=int(n - n5)))
             out.append(sample("http.server.requests", "delta", "{request}", {**attrs, "status_class": "5xx"},
                               value=n5))
         # memory
         leak, leak_mag, leak_progress = self._effect(host, "memory_leak", t)
+        rng = rng_next()
         mem = MEMORY_CAPACITY * (0.40 + 0.08 * load + rng.normal(0, 0.004)
                                  + (0.45 * leak_mag * leak_progress if leak else 0.0))
         out.append(sample("system.memory.usage", "gauge", "By", {"state": "used"},
                           value=float(round(min(mem, MEMORY_CAPACITY))), capacity=float(MEMORY_CAPACITY)))
         # filesystem: slow growth with a daily log-rotation sawtooth, plus the disk_fill fault
         day_frac = (t % DAY_MS) / DAY_MS
+        rng = rng_next()
         fs = FS_CAPACITY * (0.50 + 0.002 * (t / DAY_MS % 30) + 0.01 * day_frac + rng.normal(0, 0.0002)
                             + (0.45 * fill_mag * fill_progress if fill else 0.0))
         out.append(sample("system.filesystem.usage", "gauge", "By", {"mountpoint": "/", "state": "used"},

@@ -239,8 +239,17 @@ class KafkaBroker:
             _signal_group(pid, signal.SIGKILL)
             while _pid_alive(pid):
                 time.sleep(0.1)
+        _reap(pid)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the broker was started by this process (no zombie left behind)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from augur.config import Config, parse_set_args
+from augur.config import Config, ConfigError, parse_set_args
 from schemas import topics
 
 JOB_NAME = "augur-stream"
@@ -42,6 +42,13 @@ def telemetry_source_ddl(cfg: Config, bounded: bool) -> str:
     skew = cfg["stream.max-future-skew-ms"]
     ooo_s = cfg["stream.out-of-orderness-ms"] / 1000.0
     bounded_opt = "'scan.bounded.mode' = 'latest-offset'," if bounded else ""
+    start = cfg["stream.start-from"]
+    if start.isdigit():
+        startup = f"'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '{start}',"
+    elif start in ("group-offsets", "earliest", "latest"):
+        startup = f"'scan.startup.mode' = '{start if start == 'group-offsets' else start + '-offset'}',"
+    else:
+        raise ConfigError(f"stream.start-from: expected group-offsets, earliest, latest or epoch ms, got {start!r}")
     return f"""
         CREATE TEMPORARY TABLE telemetry_source (
           v STRING,
@@ -54,7 +61,7 @@ def telemetry_source_ddl(cfg: Config, bounded: bool) -> str:
           'properties.bootstrap.servers' = '{cfg["kafka.bootstrap-servers"]}',
           'properties.group.id' = '{cfg["stream.consumer-group"]}',
           'properties.auto.offset.reset' = 'earliest',
-          'scan.startup.mode' = 'group-offsets',
+          {startup}
           {bounded_opt}
           'value.format' = 'raw'
         )"""

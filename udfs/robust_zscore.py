@@ -65,11 +65,14 @@ def step(state: np.ndarray, x: float, min_history: int, threshold: float, rel_fl
     """Score x, then learn it unless it is an outlier (see the module doc)."""
     z = score(state, x, min_history, rel_floor, abs_floor)
     window = state.shape[0] - HEADER
-    if abs(z) >= threshold and state[2] < window:
-        state[2] += 1.0
+    if abs(z) >= threshold:
+        if state[2] < window:
+            state[2] += 1.0      # an outlier: keep it out of the history ...
+            return z
+        # ... unless W came in a row: a level shift, learned until values look normal again
     else:
         state[2] = 0.0
-        learn(state, x)
+    learn(state, x)
     return z
 
 

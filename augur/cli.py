@@ -1,0 +1,177 @@
+"""The ``augur`` command line: one entry point, one subcommand per task."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from augur import __version__
+from augur.config import Config, ConfigError, parse_set_args
+from schemas import topics
+
+
+def _config(args) -> Config:
+    return Config.load(args.config, parse_set_args(args.set))
+
+
+def _broker(cfg: Config):
+    from infra.kafka_broker import KafkaBroker
+    return KafkaBroker(cfg["infra.kafka.port"], cfg["infra.kafka.controller-port"], cfg["infra.kafka.heap-mb"])
+
+
+def cmd_infra(args) -> int:
+    from infra import maven
+    from infra.kafka_topics import ensure_topics
+    cfg = _config(args)
+    broker = _broker(cfg)
+    if args.action == "fetch":
+        maven.fetch_all()
+        print(f"jars ready: {maven.fetch_kafka()} and {maven.fetch_flink_connectors()}")
+    elif args.action == "up":
+        maven.fetch_flink_connectors()
+        status = broker.up()
+        created = ensure_topics(status.bootstrap)
+        print(status.describe())
+        print(f"topics: {len(topics.ALL)} ready" + (f" ({len(created)} created)" if created else ""))
+    elif args.action == "down":
+        print("kafka: stopped" if broker.down() else "kafka: was not running")
+    elif args.action == "status":
+        status = broker.status()
+        print(status.describe())
+        if status.answering:
+            from infra.kafka_topics import describe_partitions
+            for name, n in describe_partitions(status.bootstrap).items():
+                print(f"  {name}: {n} partitions")
+        return 0 if status.running else 3
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from augur.timeparse import format_ms, now_ms, parse_time_ms
+    from collectors.faults import DEMO_FAULTS, parse_duration_ms, parse_fault, write_labels
+    from collectors.output import JsonlOutput, KafkaOutput, StdoutOutput
+    from collectors.synthetic import SyntheticTelemetry
+    from collectors.synthetic_run import play
+    cfg = _config(args)
+    now = now_ms()
+    start = parse_time_ms(args.start, now)
+    end = start + parse_duration_ms(args.duration) if args.duration else None
+    specs = list(args.fault or []) + (list(DEMO_FAULTS) if args.demo_faults else [])
+    faults = [parse_fault(s, start) for s in specs]
+    gen = SyntheticTelemetry(hosts=args.hosts, seed=args.seed, interval_ms=parse_duration_ms(args.interval),
+                             faults=faults)
+    if args.labels:
+        write_labels(args.labels, faults, {"hosts": gen.host_names, "seed": args.seed, "start_ms": start})
+    if args.output == "kafka":
+        out = KafkaOutput(topics.TELEMETRY, cfg["kafka.bootstrap-servers"], client_id="augur-synthetic")
+    elif args.output == "-":
+        out = StdoutOutput(topics.TELEMETRY)
+    else:
+        out = JsonlOutput(topics.TELEMETRY, args.output)
+    speed = None if args.speed == "max" else float(args.speed)
+    if end is None and speed is None:
+        raise ConfigError("--speed max needs a --duration (otherwise it would never stop)")
+    print(f"augur synth: {gen.hosts} hosts, seed {args.seed}, from {format_ms(start)} UTC"
+          f"{'' if end is None else ' to ' + format_ms(end)} at {'max speed' if speed is None else f'{speed:g}x'}"
+          f" -> {args.output}; {len(faults)} fault(s)", file=sys.stderr, flush=True)
+    try:
+        with out:
+            stats = play(gen, out, start, end, speed)
+    except KeyboardInterrupt:
+        stats = None
+    if stats is not None:
+        print(f"augur synth: wrote {stats.samples} samples ({out.dropped} dropped)", file=sys.stderr)
+    return 0 if out.dropped == 0 else 1
+
+
+def cmd_stream(args) -> int:
+    from jobs import stream_job
+    argv = list(args.job_args)
+    if args.config:
+        argv += ["--config", args.config]
+    for s in args.set or []:
+        argv += ["--set", s]
+    return stream_job.main(argv)
+
+
+def cmd_tail(args) -> int:
+    from augur.tail import tail
+    cfg = _config(args)
+    try:
+        tail(cfg["kafka.bootstrap-servers"], topics.resolve(args.topic), args.from_beginning, args.json,
+             args.max_seconds)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from augur.demo import run_demo
+    return run_demo(_config(args), duration_s=args.duration, until_detected=args.until_detected)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="augur", description="Augur: kernel telemetry in, anomalies and "
+                                     "failure forecasts out, on Kafka and Flink.")
+    parser.add_argument("--version", action="version", version=f"augur {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="YAML configuration file (default: $AUGUR_CONFIG)")
+    common.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one configuration option")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("infra", parents=[common], help="fetch jars; start/stop/inspect the local Kafka broker")
+    p.add_argument("action", choices=["up", "down", "status", "fetch"])
+    p.set_defaults(func=cmd_infra)
+
+    p = sub.add_parser("synth", parents=[common], help="generate seeded synthetic host telemetry with faults")
+    p.add_argument("--hosts", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--interval", default="10s", help="sample interval (default 10s)")
+    p.add_argument("--start", default="now-3h", help="event time of the first sample (now, now-6h, ISO, epoch ms)")
+    p.add_argument("--duration", help="event-time span to generate (default: run until stopped)")
+    p.add_argument("--speed", default="60", help="event seconds per wall second, or 'max' (default 60)")
+    p.add_argument("--fault", action="append", metavar="KIND@HOST:+OFFSET:DURATION[:xMAG]",
+                   help="inject a fault, e.g. cpu_hog@host-2:+30m:10m (offset from --start)")
+    p.add_argument("--demo-faults", action="store_true", help="inject the demo's fault schedule")
+    p.add_argument("--labels", help="write the ground-truth fault windows to this JSON file")
+    p.add_argument("--output", "-o", default="kafka", help="kafka (default), a .jsonl[.gz] path, or - for stdout")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("stream", parents=[common], help="run the streaming job on the embedded Flink mini-cluster")
+    p.add_argument("job_args", nargs=argparse.REMAINDER, help="passed to the job (e.g. --bounded)")
+    p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("tail", parents=[common], help="follow an output topic (anomalies, features, deadletter...)")
+    p.add_argument("topic", help=f"one of {', '.join(topics.BY_SHORT_NAME)} or a full topic name")
+    p.add_argument("--from-beginning", action="store_true")
+    p.add_argument("--json", action="store_true", help="print records as JSON lines")
+    p.add_argument("--max-seconds", type=float, help="stop after this long")
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("demo", parents=[common], help="the whole pipeline on this machine, showing anomalies live")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--until-detected", type=int, metavar="N",
+                   help="stop (exit 0) once N injected faults have been detected; exit 1 if --duration ends first")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"augur: configuration error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a clear one-line error for the failures we anticipate
+        from infra.kafka_broker import BrokerError
+        from infra.maven import FetchError
+        if isinstance(e, (BrokerError, FetchError, ValueError)) and not os.environ.get("AUGUR_DEBUG"):
+            print(f"augur: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

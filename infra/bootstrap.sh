@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up everything Augur needs on a fresh machine, idempotently: system packages (Java 17+, Maven) when missing,
+# the Python virtualenv with pinned dependencies, and the Maven jars (Kafka broker, Flink connectors).
+# Called by ./augur.sh before every command; it does nothing when all is in place.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PYTHON="${AUGUR_PYTHON:-python3.11}"
+STAMP="$VENV/.augur-installed"
+
+log() { echo "augur bootstrap: $*" >&2; }
+
+need_apt=()
+command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+command -v "$PYTHON" >/dev/null 2>&1 || { command -v python3 >/dev/null 2>&1 && PYTHON=python3; } || need_apt+=(python3 python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    log "missing system packages: ${need_apt[*]}; install them (e.g. sudo apt-get install ${need_apt[*]}) and rerun"
+    exit 1
+  fi
+  log "installing system packages: ${need_apt[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || {
+  log "Augur needs Python 3.11 ($PYTHON is $("$PYTHON" --version 2>&1)); set AUGUR_PYTHON to a 3.11 interpreter"
+  exit 1
+}
+
+want="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -c1-16)"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  log "creating the Python environment in .venv (first run takes a few minutes)"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip wheel >/dev/null
+  "$VENV/bin/python" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT[test]"
+  echo "$want" > "$STAMP"
+fi
+
+# Kafka broker runtime and Flink connector jars from Maven Central (skipped when already fetched)
+"$VENV/bin/python" -c 'from infra import maven; maven.fetch_all()' || {
+  log "fetching jars from Maven Central failed (see above)"; exit 1; }

@@ -1,0 +1,42 @@
+"""The engine-independent steps on a labelled scenario, in-process: the expectations the Flink job must meet."""
+
+from augur.config import Config
+from jobs import reference, steps
+from schemas import codec, topics
+from tests.scenarios import cpu_hog_scenario, in_fault_window
+from tests.test_schemas import reference_validator
+
+
+def test_reference_pipeline_finds_the_fault_and_nothing_else():
+    sc = cpu_hog_scenario()
+    feats, anomalies = reference.run(sc.samples(), 60_000, steps.RobustScorer.from_config(Config()))
+    assert len(feats) == 36 * 5 * 60  # 36 series x 300 one-minute windows
+    on_fault_host = [a for a in anomalies if a["host"] == sc.fault.host]
+    assert any(in_fault_window(a, sc.fault) and a["metric"] in sc.fault.metrics for a in on_fault_host)
+    assert not [a for a in anomalies if a["host"] in sc.untouched_hosts]
+    assert all(in_fault_window(a, sc.fault) for a in on_fault_host)
+
+
+def test_output_records_honour_the_published_contracts():
+    sc = cpu_hog_scenario(hours=4)
+    feats, anomalies = reference.run(sc.samples(), 60_000, steps.RobustScorer.from_config(Config()))
+    assert anomalies
+    for topic, records in ((topics.FEATURES, feats[:2000]), (topics.ANOMALIES, anomalies)):
+        ref = reference_validator(topic.name)
+        for rec in records:
+            codec.validate(topic.name, rec)
+            assert ref.is_valid(rec), list(ref.iter_errors(rec))[:1]
+    a = anomalies[0]
+    assert 0.5 <= a["score"] <= 1 and a["detectors"][0]["vote"] and "robust sigma above" in a["explanation"]
+
+
+def test_parse_rejects_clock_skew():
+    import pytest
+    cfg = Config()
+    rec = cpu_hog_scenario().samples()[0]
+    now = rec["ts"] - cfg["stream.max-future-skew-ms"] - 1
+    with pytest.raises(codec.Rejected) as e:
+        steps.parse_telemetry(codec.encode(topics.TELEMETRY.name, rec), now, cfg)
+    assert e.value.reason == "clock_skew"
+    sid, parsed = steps.parse_telemetry(codec.encode(topics.TELEMETRY.name, rec), rec["ts"], cfg)
+    assert parsed == rec and len(sid) == 16
