@@ -1,0 +1,167 @@
+"""End to end on real services: synthetic telemetry -> real Kafka -> the PyFlink job (mini-cluster) -> Kafka.
+
+One streaming job for the whole module: it must find the injected fault and nothing on the untouched hosts,
+produce exactly the reference pipeline's features and anomalies, and survive bad input, dead-lettering each bad
+message with its reason while it keeps running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from augur.config import Config
+from augur.consume import read_all
+from augur.timeparse import now_ms
+from collectors.output import KafkaOutput
+from jobs import reference, steps
+from schemas import codec, topics
+from tests.scenarios import H, cpu_hog_scenario, in_fault_window
+from tests.test_schemas import reference_validator
+
+pytestmark = [pytest.mark.kafka, pytest.mark.flink, pytest.mark.slow]
+
+WINDOW_MS = 60_000
+OUT_OF_ORDERNESS_MS = 20_000
+
+
+def wait_for(predicate, timeout_s: float, what: str, job=None, interval_s: float = 2.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if job is not None and job.proc.poll() is not None:
+            pytest.fail(f"the streaming job exited ({job.proc.returncode}) while waiting for {what}:\n{job.log_tail()}")
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval_s)
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}" + (f":\n{job.log_tail()}" if job else ""))
+
+
+class Job:
+    def __init__(self, proc: subprocess.Popen, log):
+        self.proc, self.log = proc, log
+
+    def log_tail(self, n: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+
+@pytest.fixture(scope="module")
+def job(bootstrap, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stream")
+    log = tmp / "job.log"
+    sets = {"kafka.bootstrap-servers": bootstrap, "stream.consumer-group": f"e2e-{uuid.uuid4().hex[:8]}",
+            "stream.start-from": str(now_ms()), "stream.checkpoint-dir": str(tmp / "checkpoints"),
+            "stream.checkpoint-interval-ms": "5000", "stream.window-size-ms": str(WINDOW_MS),
+            "stream.out-of-orderness-ms": str(OUT_OF_ORDERNESS_MS)}
+    cmd = [sys.executable, "-m", "jobs.stream_job"] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "AUGUR_RUN_DIR": str(tmp)})
+    job = Job(proc, log)
+    yield job
+    import signal
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return cpu_hog_scenario(hours=5)
+
+
+@pytest.fixture(scope="module")
+def streamed(job, bootstrap, scenario):
+    """Play the scenario into Kafka and wait until the job has closed every window the watermark allows."""
+    with KafkaOutput(topics.TELEMETRY, bootstrap, client_id="e2e-synth") as out:
+        for s in scenario.samples():
+            out.write(s)
+    assert out.dropped == 0
+    last_closable = scenario.end - WINDOW_MS  # the final window stays open: nothing later moves the watermark
+    features = wait_for(lambda: (f := read_all(bootstrap, topics.FEATURES, idle_s=1.0)) and
+                        max(x["window_end"] for x in f) >= last_closable and f,
+                        300, "features of the last closable window", job)
+    anomalies = read_all(bootstrap, topics.ANOMALIES, idle_s=1.0)
+    return features, anomalies
+
+
+def test_anomaly_for_the_faulty_host_inside_the_fault_window_and_none_elsewhere(streamed, scenario):
+    _, anomalies = streamed
+    fault = scenario.fault
+    assert any(a["host"] == fault.host and a["metric"] in fault.metrics and in_fault_window(a, fault)
+               for a in anomalies), anomalies[:5]
+    assert [a for a in anomalies if a["host"] in scenario.untouched_hosts] == []
+
+
+def test_flink_output_equals_the_reference_pipeline(streamed, scenario):
+    features, anomalies = streamed
+    ref_features, ref_anomalies = reference.run(scenario.samples(), WINDOW_MS,
+                                                steps.RobustScorer.from_config(Config()))
+    closed = {(f["series_id"], f["window_start"]) for f in features}
+    assert len(closed) == len(features), "a feature window was emitted twice"
+    expected = {(f["series_id"], f["window_start"]): f for f in ref_features
+                if (f["series_id"], f["window_start"]) in closed}
+    assert len(expected) == len(features) >= 36 * 298
+    for f in features:
+        assert f == expected[(f["series_id"], f["window_start"])]
+    expected_anomalies = sorted((a["series_id"], a["window_start"], a["score"]) for a in ref_anomalies
+                                if (a["series_id"], a["window_start"]) in closed)
+    assert sorted((a["series_id"], a["window_start"], a["score"]) for a in anomalies) == expected_anomalies
+
+
+def test_outputs_validate_against_the_published_schemas(streamed):
+    features, anomalies = streamed
+    for topic, recs in ((topics.FEATURES, features[:3000]), (topics.ANOMALIES, anomalies)):
+        validator = reference_validator(topic.name)
+        for rec in recs:
+            assert validator.is_valid(rec)
+
+
+def test_bad_input_is_dead_lettered_with_reasons_and_the_job_keeps_running(streamed, job, bootstrap, scenario):
+    marker = uuid.uuid4().hex
+    good = scenario.samples(scenario.end - 10_000, scenario.end)[0]
+    bad = {
+        "malformed": b"\xff\xfe" + marker.encode() + b"\x00 not json at all",
+        "unknown_version": json.dumps({**good, "v": 2, "attrs": {"m": marker}}).encode(),
+        "non_finite": json.dumps({**good, "attrs": {"m": marker}, "value": float("nan")}).encode(),  # NaN token
+        "oversized": json.dumps({**good, "attrs": {"m": marker}}).encode() + b" " * 70_000,  # valid JSON, too big
+        "clock_skew": json.dumps({**good, "ts": now_ms() + 3 * H, "attrs": {"m": marker}}).encode(),
+        "late": json.dumps({**good, "ts": scenario.start + H, "attrs": {"m": marker}}).encode(),
+    }
+    with KafkaOutput(topics.TELEMETRY, bootstrap, client_id="e2e-bad", validate=False) as out:
+        for payload in bad.values():
+            out.write_raw(marker.encode(), payload)
+    found: list[dict] = []
+
+    def dead_letters():
+        found[:] = [d for d in read_all(bootstrap, topics.DEADLETTER, idle_s=1.0) if marker in d["payload"]]
+        return found if {d["reason"] for d in found} >= set(bad) else None
+    try:
+        recs = wait_for(dead_letters, 120, "a dead letter for each bad message", job)
+    finally:
+        print("dead letters seen:", sorted(d["reason"] for d in found))
+    by_reason = {d["reason"]: d for d in recs}
+    assert set(by_reason) == set(bad)
+    assert by_reason["unknown_version"]["detail"].startswith("schema version 2")
+    assert by_reason["oversized"]["payload_bytes"] > 70_000
+    assert by_reason["late"]["event_ts"] == scenario.start + H
+    validator = reference_validator(topics.DEADLETTER.name)
+    assert all(validator.is_valid(d) for d in recs)
+    # still running, and still producing: new data closes a new window
+    assert job.proc.poll() is None
+    with KafkaOutput(topics.TELEMETRY, bootstrap, client_id="e2e-more") as out:
+        for s in scenario.samples(scenario.end, scenario.end + 3 * WINDOW_MS):
+            out.write(s)
+    wait_for(lambda: any(f["window_start"] == scenario.end for f in read_all(bootstrap, topics.FEATURES, idle_s=1.0)),
+             120, "features after the bad input", job)
+    assert job.proc.poll() is None
+    assert "Restarting" not in job.log.read_text(errors="replace")
