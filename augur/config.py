@@ -64,6 +64,15 @@ OPTIONS: dict[str, Option] = {
     "stream.start-from": Option(str, "group-offsets", "where a job without committed offsets starts: group-offsets "
                                 "(committed, else earliest), earliest, latest, or an epoch-ms record timestamp"),
     "stream.consumer-group": Option(str, "augur-stream", "Kafka consumer group of the streaming job"),
+    "collect.interval-ms": Option(_positive_int, 10_000, "collectors flush their in-kernel aggregates this often"),
+    "collect.host": Option(str, "", "host name put on collected telemetry (default: this machine's hostname)"),
+    "collect.max-pids": Option(_positive_int, 16_384, "bound of per-thread BPF maps (in-flight wakeups, requests)"),
+    "collect.max-keys": Option(_positive_int, 4_096, "bound of per-key aggregation maps (processes, devices, ports)"),
+    "collect.top-processes": Option(_positive_int, 20, "processes reported by name per interval; the rest as 'other'"),
+    "collect.events-per-second": Option(_positive_int, 200, "rate limit of one-by-one events (exec, exit, ...)"),
+    "collect.buffer-records": Option(_positive_int, 100_000, "records buffered while Kafka is unreachable; "
+                                     "beyond it the oldest are dropped and counted"),
+    "collect.prometheus-port": Option(_non_negative_int, 9464, "collector self-metrics endpoint (0 disables)"),
     "detector.window": Option(_positive_int, 30, "robust z-score: trailing feature windows kept per series"),
     "detector.min-history": Option(_positive_int, 12, "robust z-score: windows needed before a verdict"),
     "detector.threshold": Option(_positive_float, 6.0, "robust z-score at which a window is anomalous"),

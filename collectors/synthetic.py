@@ -13,10 +13,10 @@ from typing import Iterator
 
 import numpy as np
 
-from augur import __version__
+from collectors import samples
 from collectors.faults import Fault
 
-PRODUCER = {"name": "augur-synthetic", "version": __version__}
+PRODUCER = samples.producer("augur-synthetic")
 DAY_MS = 86_400_000
 GIB = 1 << 30
 N_LOG2_BUCKETS = 28  # 2^28 us ~ 4.5 min: ample for latencies
@@ -98,8 +98,7 @@ class SyntheticTelemetry:
         load = 0.5 - 0.35 * math.cos(phase)  # daily cycle, peak mid-day, in [0.15, 0.85]
 
         def sample(metric: str, mtype: str, unit: str, attrs: dict, **kw) -> dict:
-            return {"v": 1, "ts": t, "host": host, "producer": PRODUCER, "metric": metric, "unit": unit,
-                    "type": mtype, "attrs": attrs, "interval_ms": self.interval_ms, **kw}
+            return samples.sample(PRODUCER, host, t, self.interval_ms, metric, mtype, unit, attrs, **kw)
 
         out = []
         # CPU: utilisation and run-queue latency

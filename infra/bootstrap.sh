@@ -23,6 +23,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# eBPF collectors (bcc from Debian): installed when running as root on a Debian-like host
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 && [ "${AUGUR_SKIP_EBPF:-}" != 1 ] \
+   && ! dpkg -s bpfcc-tools python3-bpfcc linux-headers-amd64 >/dev/null 2>&1; then
+  log "installing eBPF prerequisites: bpfcc-tools python3-bpfcc linux-headers-amd64"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    bpfcc-tools python3-bpfcc linux-headers-amd64 >/dev/null || log "eBPF prerequisites could not be installed; collectors will report why"
+fi
+
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || {
   log "Augur needs Python 3.11 ($PYTHON is $("$PYTHON" --version 2>&1)); set AUGUR_PYTHON to a 3.11 interpreter"
   exit 1

@@ -1,0 +1,84 @@
+"""Loading Augur's eBPF programs with bcc and draining their double-buffered maps (see bpf/augur.h)."""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import time
+from pathlib import Path
+
+from augur.paths import REPO_ROOT
+from infra import ebpf
+
+BPF_DIR = REPO_ROOT / "bpf"
+FLIP_GRACE_S = 0.005  # handlers that read the old slot finish within microseconds
+
+
+_LOCAL_INCLUDE = re.compile(r'^#include "([A-Za-z0-9_.]+)"\s*$', re.M)
+
+
+def inline_local_includes(path: Path, seen: set[str] | None = None) -> str:
+    """The program's text with our own ``#include "x.h"`` headers pasted in place: bcc rewrites map calls
+    (``m.lookup(...)``) only in its main source, so helpers in shared headers must become part of it."""
+    seen = set() if seen is None else seen
+
+    def paste(m: re.Match) -> str:
+        name = m.group(1)
+        if name in seen:
+            return ""
+        seen.add(name)
+        return inline_local_includes(path.parent / name, seen)
+
+    return _LOCAL_INCLUDE.sub(paste, path.read_text())
+
+
+class BpfProgram:
+    """One ``bpf/<stem>.bpf.c`` loaded in the kernel, with its options as ``-D`` constants."""
+
+    def __init__(self, stem: str, defines: dict[str, int] | None = None, tracepoints: tuple[str, ...] = ()):
+        ebpf.prepare()
+        ebpf.require_tracepoints(*tracepoints)
+        bcc = ebpf.import_bcc()
+        source = BPF_DIR / f"{stem}.bpf.c"
+        cflags = [f"-I{BPF_DIR}", "-Wno-macro-redefined", "-Wno-unused-function"]
+        cflags += [f"-D{k}={int(v)}" for k, v in (defines or {}).items()]
+        try:
+            self.bpf = bcc.BPF(text=inline_local_includes(source), cflags=cflags)
+        except Exception as e:
+            raise ebpf.EbpfUnavailable(f"loading {source.name} failed: {e}") from None
+        self.stem = stem
+        self._slot = 0
+        self._lost_seen = 0
+
+    def flip(self) -> int:
+        """Point handlers at the other copy of the maps; returns the slot that is now idle and safe to read."""
+        idle = self._slot
+        self._slot = 1 - self._slot
+        self.bpf["active_slot"][ctypes.c_int(0)] = ctypes.c_uint32(self._slot)
+        time.sleep(FLIP_GRACE_S)
+        return idle
+
+    def drain(self, name: str, slot: int) -> list:
+        """All ``(key, value)`` pairs of ``<name><slot>``, which is then emptied."""
+        table = self.bpf[f"{name}{slot}"]
+        items = [(k, v) for k, v in table.items()]
+        table.clear()
+        return items
+
+    def lost_events(self) -> int:
+        """Ring-buffer records the kernel could not queue since the last call."""
+        total = int(self.bpf["lost_events"][ctypes.c_int(0)].value)
+        delta, self._lost_seen = total - self._lost_seen, total
+        return delta
+
+    def close(self) -> None:
+        self.bpf.cleanup()
+
+
+def comm(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace") or "?"
+
+
+def hist_slots(h) -> tuple[list[int], int]:
+    """``struct hist`` -> (bucket counts, sum)."""
+    return [int(x) for x in h.slots], int(h.sum)

@@ -1,0 +1,99 @@
+"""eBPF prerequisites for the bcc collectors, checked and (as root) put in place, with one clear message per gap.
+
+bcc compiles the programs in ``bpf/`` at load time against kernel headers found through
+``/lib/modules/$(uname -r)/build``; on hosts whose kernel is newer than the distribution's headers package we link
+the installed ``linux-headers-*`` folders there. All Augur programs use tracepoints, whose argument layouts bcc
+reads from tracefs at run time, so a header/kernel version gap does not change what they read.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+BCC_DIST_PACKAGES = "/usr/lib/python3/dist-packages"
+TRACEFS = Path("/sys/kernel/tracing")
+APT_PACKAGES = ("bpfcc-tools", "python3-bpfcc", "linux-headers-amd64")
+
+
+class EbpfUnavailable(RuntimeError):
+    """eBPF collectors cannot run here; the message names the missing piece and the fix."""
+
+
+def _link_headers() -> None:
+    modules = Path("/lib/modules") / platform.release()
+    build, source = modules / "build", modules / "source"
+    if build.exists():
+        return
+    arch_dirs = sorted(glob.glob("/usr/src/linux-headers-*-amd64")) or sorted(glob.glob("/usr/src/linux-headers-*-arm64"))
+    common_dirs = sorted(glob.glob("/usr/src/linux-headers-*-common"))
+    if not arch_dirs:
+        raise EbpfUnavailable(f"kernel headers are missing ({build} does not exist); install them: "
+                              f"apt-get install {' '.join(APT_PACKAGES)}")
+    modules.mkdir(parents=True, exist_ok=True)
+    if build.is_symlink():
+        build.unlink()
+    build.symlink_to(arch_dirs[-1])
+    if common_dirs and not source.exists():
+        if source.is_symlink():
+            source.unlink()
+        source.symlink_to(common_dirs[-1])
+
+
+def _mount_tracefs() -> None:
+    if (TRACEFS / "events").exists():
+        return
+    TRACEFS.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tracefs", "tracefs", str(TRACEFS)], capture_output=True, text=True)
+    if proc.returncode != 0 or not (TRACEFS / "events").exists():
+        raise EbpfUnavailable(f"tracefs is not mounted at {TRACEFS} and mounting it failed ({proc.stderr.strip()}); "
+                              f"run: mount -t tracefs tracefs {TRACEFS}")
+
+
+def import_bcc():
+    """The ``bcc`` module from Debian's python3-bpfcc (the PyPI package named bcc is unrelated)."""
+    if BCC_DIST_PACKAGES not in sys.path:
+        sys.path.append(BCC_DIST_PACKAGES)
+    try:
+        import bcc  # noqa: F401
+    except ImportError as e:
+        raise EbpfUnavailable(f"the bcc Python module is missing ({e}); install it: "
+                              f"apt-get install {' '.join(APT_PACKAGES)}") from None
+    return bcc
+
+
+def prepare() -> None:
+    """Make this host ready for the collectors or raise :class:`EbpfUnavailable` saying exactly what is missing."""
+    if os.geteuid() != 0:
+        raise EbpfUnavailable("eBPF collectors need root (or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN): "
+                              "run as root, or use the synthetic/replay telemetry instead")
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        raise EbpfUnavailable("this kernel exposes no BTF (/sys/kernel/btf/vmlinux): a kernel built with "
+                              "CONFIG_DEBUG_INFO_BTF=y is needed")
+    _mount_tracefs()
+    _link_headers()
+    import_bcc()
+
+
+def tracepoint_exists(category: str, event: str) -> bool:
+    return (TRACEFS / "events" / category / event / "format").exists()
+
+
+def require_tracepoints(*names: str) -> None:
+    """Fail clearly when a tracepoint a collector needs is missing on this kernel."""
+    missing = [n for n in names if not tracepoint_exists(*n.split(":", 1))]
+    if missing:
+        raise EbpfUnavailable(f"this kernel lacks the tracepoint(s) {', '.join(missing)} that the collector needs")
+
+
+def unavailable_reason() -> str | None:
+    """None when the collectors can run here, else why not (for skips and the demo)."""
+    try:
+        prepare()
+    except EbpfUnavailable as e:
+        return str(e)
+    return None
