@@ -85,6 +85,88 @@ def cmd_synth(args) -> int:
     return 0 if out.dropped == 0 else 1
 
 
+def _run_collectors(cfg: Config, args, telemetry_out, events_out) -> int:
+    from collectors.runner import Runner, open_collectors, parse_signals
+    from collectors.selfmetrics import serve_prometheus
+    from infra.ebpf import EbpfUnavailable
+    names = parse_signals(args.signals)
+    try:
+        collectors = open_collectors(cfg, names)
+    except EbpfUnavailable as e:
+        print(f"augur: eBPF collectors cannot run here: {e}", file=sys.stderr)
+        return 1
+    runner = Runner(collectors, telemetry_out, events_out, cfg)
+    server = None
+    if cfg["collect.prometheus-port"] and not getattr(args, "no_prometheus", False):
+        try:
+            server = serve_prometheus(runner.metrics, cfg["collect.prometheus-port"])
+        except OSError as e:
+            print(f"augur: self-metrics endpoint not started ({e})", file=sys.stderr)
+    print(f"augur collect: {', '.join(names)} every {cfg['collect.interval-ms'] / 1000:g} s on {runner.host}"
+          + (f"; self-metrics on http://127.0.0.1:{cfg['collect.prometheus-port']}/metrics" if server else ""),
+          file=sys.stderr, flush=True)
+    try:
+        runner.run(duration_s=args.duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runner.close()
+        telemetry_out.close()
+        events_out.close()
+        if server:
+            server.shutdown()
+    dropped = telemetry_out.dropped + events_out.dropped
+    print(f"augur collect: stopped; {telemetry_out.sent} samples and {events_out.sent} events written, "
+          f"{dropped} dropped", file=sys.stderr)
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from collectors.faults import parse_duration_ms
+    from collectors.output import BufferedKafkaOutput, StdoutOutput
+    overrides = parse_set_args(args.set)
+    if args.interval:
+        overrides["collect.interval-ms"] = parse_duration_ms(args.interval)
+    cfg = Config.load(args.config, overrides)
+    if args.stdout:
+        tel, ev = StdoutOutput(topics.TELEMETRY), StdoutOutput(topics.EVENTS)
+    else:
+        cap = cfg["collect.buffer-records"]
+        tel = BufferedKafkaOutput(topics.TELEMETRY, cfg["kafka.bootstrap-servers"], cap)
+        ev = BufferedKafkaOutput(topics.EVENTS, cfg["kafka.bootstrap-servers"], cap)
+    return _run_collectors(cfg, args, tel, ev)
+
+
+def cmd_record(args) -> int:
+    from collectors.faults import parse_duration_ms
+    from collectors.recording import RecordingWriter
+    overrides = parse_set_args(args.set)
+    if args.interval:
+        overrides["collect.interval-ms"] = parse_duration_ms(args.interval)
+    cfg = Config.load(args.config, overrides)
+    writer = RecordingWriter(args.output)
+    try:
+        return _run_collectors(cfg, args, writer.output(topics.TELEMETRY), writer.output(topics.EVENTS))
+    finally:
+        writer.close()
+
+
+def cmd_replay(args) -> int:
+    from augur.timeparse import now_ms
+    from collectors.output import KafkaOutput
+    from collectors.recording import read_recording, retime
+    cfg = _config(args)
+    records = retime(list(read_recording(args.input)), now_ms())
+    outs = {t: KafkaOutput(t, cfg["kafka.bootstrap-servers"], client_id="augur-replay")
+            for t in {t for t, _ in records}}
+    for topic, rec in sorted(records, key=lambda tr: tr[1]["ts"]):
+        outs[topic].write(rec)
+    for out in outs.values():
+        out.close()
+    print(f"augur replay: {len(records)} records from {args.input}, re-timed to end now", file=sys.stderr)
+    return 0 if all(o.dropped == 0 for o in outs.values()) else 1
+
+
 def cmd_stream(args) -> int:
     from jobs import stream_job
     argv = list(args.job_args)
@@ -137,6 +219,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="write the ground-truth fault windows to this JSON file")
     p.add_argument("--output", "-o", default="kafka", help="kafka (default), a .jsonl[.gz] path, or - for stdout")
     p.set_defaults(func=cmd_synth)
+
+    collect_opts = argparse.ArgumentParser(add_help=False)
+    collect_opts.add_argument("--signals", help="comma-separated: cpu, blockio, tcp, process, host (default all)")
+    collect_opts.add_argument("--interval", help="flush interval, e.g. 10s (default collect.interval-ms)")
+    collect_opts.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
+    p = sub.add_parser("collect", parents=[common, collect_opts],
+                       help="run the eBPF collectors (root) and stream telemetry and events into Kafka")
+    p.add_argument("--stdout", action="store_true", help="print records instead of producing them")
+    p.set_defaults(func=cmd_collect)
+    p = sub.add_parser("record", parents=[common, collect_opts],
+                       help="run the collectors and save their output to a file for `augur replay`")
+    p.add_argument("--output", "-o", required=True, help="recording file (.jsonl or .jsonl.gz)")
+    p.set_defaults(func=cmd_record, no_prometheus=True)
+    p = sub.add_parser("replay", parents=[common], help="play a recording into Kafka, re-timed to end now")
+    p.add_argument("input", help="a file written by `augur record`")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("stream", parents=[common], help="run the streaming job on the embedded Flink mini-cluster")
     p.add_argument("job_args", nargs=argparse.REMAINDER, help="passed to the job (e.g. --bounded)")

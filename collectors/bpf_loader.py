@@ -43,7 +43,7 @@ class BpfProgram:
         cflags = [f"-I{BPF_DIR}", "-Wno-macro-redefined", "-Wno-unused-function"]
         cflags += [f"-D{k}={int(v)}" for k, v in (defines or {}).items()]
         try:
-            self.bpf = bcc.BPF(text=inline_local_includes(source), cflags=cflags)
+            self.bpf = bcc.BPF(text=inline_local_includes(source).encode(), cflags=cflags)
         except Exception as e:
             raise ebpf.EbpfUnavailable(f"loading {source.name} failed: {e}") from None
         self.stem = stem

@@ -6,14 +6,27 @@ import os
 import time
 from pathlib import Path
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup2_root(mounts_file: Path = Path("/proc/self/mounts")) -> Path:
+    """The cgroup v2 mount (``/sys/fs/cgroup``, or ``/sys/fs/cgroup/unified`` on hybrid hosts): BPF's
+    bpf_get_current_cgroup_id() returns ids of this hierarchy."""
+    try:
+        for line in mounts_file.read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 2 and parts[2] == "cgroup2":
+                return Path(parts[1])
+    except OSError:
+        pass
+    return Path("/sys/fs/cgroup")
 
 
 class CgroupNames:
     """cgroup v2 ids are the inode numbers of their directories; rescans at most every ``refresh_s`` on a miss."""
 
-    def __init__(self, root: Path = CGROUP_ROOT, refresh_s: float = 5.0, max_depth: int = 4):
-        self.root, self.refresh_s, self.max_depth = root, refresh_s, max_depth
+    def __init__(self, root: Path | None = None, refresh_s: float = 5.0, max_depth: int = 4):
+        self.root = root or cgroup2_root()
+        self.refresh_s, self.max_depth = refresh_s, max_depth
         self._names: dict[int, str] = {}
         self._scanned = 0.0
 

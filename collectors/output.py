@@ -115,3 +115,101 @@ def read_jsonl(path: str | Path):
         for line in fh:
             if line.strip():
                 yield orjson.loads(line)
+
+
+class BufferedKafkaOutput(Output):
+    """Never blocks the caller: records wait in a bounded queue that a sender thread drains into Kafka. While
+    Kafka is unreachable the queue fills; then the oldest records are dropped and counted in ``dropped``."""
+
+    def __init__(self, topic: topics.Topic, bootstrap: str, capacity: int, client_id: str = "augur-collector"):
+        super().__init__(topic)
+        import collections
+        import threading
+        self.capacity = capacity
+        self._queue: collections.deque = collections.deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self.delivered = 0
+        self.errors: list[str] = []
+        self._bootstrap, self._client_id = bootstrap, client_id
+        self._thread = threading.Thread(target=self._run, name=f"kafka-{topic.name}", daemon=True)
+        self._thread.start()
+
+    def write(self, record: dict) -> None:
+        value = codec.encode(self.topic.name, record)
+        key = codec.key_for(self.topic.name, record)
+        with self._lock:
+            if len(self._queue) >= self.capacity:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append((key, value))
+        self.sent += 1
+        self._wake.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def _producer(self):
+        from kafka import KafkaProducer
+        return KafkaProducer(bootstrap_servers=self._bootstrap, client_id=self._client_id, acks="all",
+                             enable_idempotence=True, compression_type="zstd", linger_ms=50,
+                             batch_size=256 << 10, max_block_ms=5_000, request_timeout_ms=10_000,
+                             delivery_timeout_ms=30_000, bootstrap_timeout_ms=5_000)
+
+    def _run(self) -> None:
+        producer = None
+        while not (self._closed and not self._queue):
+            self._wake.wait(0.2)
+            self._wake.clear()
+            if not self._queue:
+                continue
+            with self._lock:
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), 5000))]
+            try:
+                if producer is None:
+                    producer = self._producer()
+                futures = [producer.send(self.topic.name, key=k, value=v) for k, v in batch]
+                producer.flush(timeout=30)
+                unsent = [item for item, f in zip(batch, futures) if not f.succeeded()]
+            except Exception as e:  # Kafka down or unreachable
+                unsent = batch
+                if len(self.errors) < 10:
+                    self.errors.append(repr(e))
+            self.delivered += len(batch) - len(unsent)
+            if not unsent:
+                continue
+            with self._lock:  # put them back in front, within the bound; the oldest go first
+                for item in reversed(unsent):
+                    if len(self._queue) >= self.capacity:
+                        self.dropped += 1
+                    else:
+                        self._queue.appendleft(item)
+            if self._closed:
+                break
+            if producer is not None:
+                try:
+                    producer.close(timeout=1)
+                except Exception:
+                    pass
+                producer = None
+            self._wake.wait(1.0)  # back off before reconnecting
+        if producer is not None:
+            producer.close(timeout=5)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        import time
+        deadline = time.monotonic() + timeout_s
+        while self._queue and time.monotonic() < deadline and self._thread.is_alive():
+            self._wake.set()
+            time.sleep(0.05)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Deliver what is queued (for up to ``timeout_s``); whatever is still unacknowledged then is lost, and
+        counted as dropped."""
+        self.flush(timeout_s)
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=min(timeout_s, 10.0))
+        self.dropped = max(self.dropped, self.sent - self.delivered)

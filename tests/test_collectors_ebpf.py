@@ -1,0 +1,246 @@
+"""Each eBPF collector, loaded in the real kernel and driven by a workload whose truth is known."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from augur.config import Config
+from schemas import codec, topics
+from tests.ebpf_support import bpf_prog_fds, require_ebpf
+
+pytestmark = pytest.mark.ebpf
+CFG = Config()
+HOST = "test-host"
+
+
+@pytest.fixture(autouse=True)
+def _ebpf():
+    require_ebpf()
+
+
+def by_metric(samples: list[dict], metric: str, **attrs) -> list[dict]:
+    return [s for s in samples if s["metric"] == metric and all(s["attrs"].get(k) == v for k, v in attrs.items())]
+
+
+def total(samples, metric, **attrs) -> float:
+    return sum(s["value"] for s in by_metric(samples, metric, **attrs))
+
+
+def valid(samples):
+    for s in samples:
+        codec.validate(topics.TELEMETRY.name, s)
+    return samples
+
+
+def test_process_exec_and_exit_events_are_counted_exactly():
+    from collectors.process import ProcessCollector
+    c = ProcessCollector(CFG, HOST)
+    try:
+        c.collect(0, 1)
+        n = 25
+        children = [subprocess.run(["/bin/true"]).returncode for _ in range(n)]
+        assert children == [0] * n
+        time.sleep(0.2)
+        events = c.poll_events()
+        mine = [e for e in events if e["event"] == "exec" and e["attrs"].get("filename") == "/bin/true"
+                and e["attrs"].get("ppid") == str(os.getpid())]
+        assert len(mine) == n
+        assert all(e["comm"] == "true" and e["cgroup"] for e in mine)
+        exits = [e for e in events if e["event"] == "exit" and e["pid"] in {x["pid"] for x in mine}]
+        assert len(exits) == n
+        for e in events:
+            codec.validate(topics.EVENTS.name, e)
+        counts = valid(c.collect(1, 1))
+        assert total(counts, "ebpf.process.events", event="exec") >= n
+    finally:
+        c.close()
+
+
+def test_fsynced_writes_show_in_block_io(tmp_path):
+    from collectors.blockio import BlockIoCollector
+    c = BlockIoCollector(CFG, HOST)
+    try:
+        c.collect(0, 1)
+        n, size = 64, 64 * 1024
+        with open(tmp_path / "data.bin", "wb") as f:
+            for _ in range(n):
+                f.write(os.urandom(size))
+                f.flush()
+                os.fsync(f.fileno())
+        out = valid(c.collect(1, 1000))
+        assert total(out, "system.disk.operations", direction="write") >= n
+        assert total(out, "system.disk.io", direction="write") >= n * size
+        lat = by_metric(out, "ebpf.block.io.latency", direction="write")
+        assert lat and sum(h["hist"]["count"] for h in lat) == total(out, "system.disk.operations", direction="write")
+    finally:
+        c.close()
+
+
+def test_loopback_tcp_connections_and_closes_are_counted():
+    from collectors.tcp import TcpCollector
+    c = TcpCollector(CFG, HOST)
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for port in range(21000 + os.getpid() % 5000, 32000):  # a service port: below the folded ephemeral range
+        try:
+            srv.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            continue
+    srv.listen(128)
+    try:
+        c.collect(0, 1)
+        k = 30
+
+        def serve():
+            for _ in range(k):
+                conn, _ = srv.accept()
+                conn.close()
+
+        t = threading.Thread(target=serve)
+        t.start()
+        for _ in range(k):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.recv(1)
+            s.close()
+        t.join()
+        refused = socket.socket()
+        refused.bind(("127.0.0.1", 0))
+        dead_port = refused.getsockname()[1]
+        refused.close()
+        for _ in range(3):
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", dead_port), timeout=2)
+        time.sleep(0.2)
+        out = valid(c.collect(1, 1000))
+        p = str(port)
+        assert total(out, "ebpf.tcp.connections.opened", port=p, direction="passive") == k
+        assert total(out, "ebpf.tcp.connections.opened", port=p, direction="active") == k
+        assert total(out, "ebpf.tcp.connections.closed", port=p, direction="passive") == k
+        assert total(out, "ebpf.tcp.connections.closed", port=p, direction="active") == k
+        dur = by_metric(out, "ebpf.tcp.connection.duration", port=p, direction="active")
+        assert sum(h["hist"]["count"] for h in dur) == k
+        dp = str(dead_port) if dead_port < 32768 else "ephemeral"
+        assert total(out, "ebpf.tcp.connections.failed", port=dp, direction="active") >= 3
+    finally:
+        srv.close()
+        c.close()
+
+
+def test_cpu_time_of_a_busy_process_and_runqueue_latency():
+    from collectors.cpu import CpuCollector
+    c = CpuCollector(CFG, HOST)
+    try:
+        c.collect(0, 1)
+        name = "augurburn" + uuid.uuid4().hex[:4]
+        # two busy processes on a 2-core machine also create run-queue waits
+        procs = [subprocess.Popen([sys.executable, "-c",
+                                   f"import time, ctypes\nctypes.CDLL(None).prctl(15, b'{name}', 0, 0, 0)\n"
+                                   "t = time.process_time()\nwhile time.process_time() - t < 1.0: pass"])
+                 for _ in range(3)]
+        for p in procs:
+            p.wait()
+        out = valid(c.collect(1, 1000))
+        burned = total(out, "process.cpu.time", **{"process.executable.name": name})
+        assert burned == pytest.approx(3.0, rel=0.15)
+        runq = by_metric(out, "ebpf.runqueue.latency")
+        assert runq and runq[0]["hist"]["count"] > 0
+        assert total(out, "ebpf.cgroup.cpu.time") >= burned
+    finally:
+        c.close()
+
+
+def _memory_cgroup() -> Path | None:
+    from collectors import procfs
+    mounts = procfs.cgroup_mounts(Path("/proc/self/mounts").read_text())
+    v2 = mounts.get("v2")
+    if v2 and "memory" in (v2 / "cgroup.controllers").read_text().split():
+        return v2
+    return mounts.get("memory")
+
+
+def test_oom_kill_in_a_memory_limited_cgroup_is_reported():
+    from collectors.process import ProcessCollector
+    root = _memory_cgroup()
+    if root is None:
+        pytest.skip("no memory cgroup controller is mounted")
+    cg = root / f"augur-oom-{uuid.uuid4().hex[:6]}"
+    cg.mkdir()
+    limit_file = "memory.max" if (cg / "memory.max").exists() else "memory.limit_in_bytes"
+    (cg / limit_file).write_text(str(48 << 20))
+    if (cg / "memory.swap.max").exists():
+        (cg / "memory.swap.max").write_text("0")
+    c = ProcessCollector(CFG, HOST)
+    try:
+        hog = subprocess.Popen([sys.executable, "-c", "x = bytearray(512 << 20)\nx[::4096] = b'x' * len(x[::4096])"],
+                               preexec_fn=lambda: (cg / "cgroup.procs").write_text(str(os.getpid())))
+        assert hog.wait(60) == -9  # SIGKILL from the OOM killer
+        time.sleep(0.3)
+        kills = [e for e in c.poll_events() if e["event"] == "oom_kill" and e["pid"] == hog.pid]
+        assert len(kills) == 1
+        codec.validate(topics.EVENTS.name, kills[0])
+    finally:
+        c.close()
+        for _ in range(50):
+            try:
+                cg.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+@pytest.fixture
+def loop_fs(tmp_path):
+    if not shutil.which("mkfs.ext4"):
+        pytest.skip("mkfs.ext4 is not installed")
+    image, mnt = tmp_path / "fs.img", tmp_path / "mnt"
+    mnt.mkdir()
+    with open(image, "wb") as f:
+        f.truncate(64 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_filesystem_usage_of_a_loop_mounted_image_matches_statvfs(loop_fs):
+    from collectors.host import HostCollector
+    c = HostCollector(CFG, HOST)
+    try:
+        with open(loop_fs / "fill.bin", "wb") as f:
+            f.write(os.urandom(20 << 20))
+            os.fsync(f.fileno())
+        out = valid(c.collect(0, 1000))
+        st = os.statvfs(loop_fs)
+        used = by_metric(out, "system.filesystem.usage", mountpoint=str(loop_fs))
+        assert len(used) == 1
+        assert used[0]["value"] == (st.f_blocks - st.f_bfree) * st.f_frsize
+        assert used[0]["capacity"] == st.f_blocks * st.f_frsize
+        assert used[0]["value"] >= 20 << 20 and used[0]["attrs"]["type"] == "ext4"
+        inodes = by_metric(out, "system.filesystem.inodes.usage", mountpoint=str(loop_fs))
+        assert inodes[0]["value"] == st.f_files - st.f_ffree and inodes[0]["capacity"] == st.f_files
+        mem = by_metric(out, "system.memory.usage")
+        assert mem and 0 < mem[0]["value"] < mem[0]["capacity"]
+        assert total(out, "ebpf.page_faults") > 0
+    finally:
+        c.close()
+
+
+def test_closing_detaches_every_program():
+    from collectors.runner import open_collectors, parse_signals
+    before = bpf_prog_fds()
+    collectors = open_collectors(CFG, parse_signals("all"))
+    assert bpf_prog_fds() > before
+    for c in collectors:
+        c.close()
+    assert bpf_prog_fds() == before
