@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     collect_opts = argparse.ArgumentParser(add_help=False)
-    collect_opts.add_argument("--signals", help="comma-separated: cpu, blockio, tcp, process, host (default all)")
+    collect_opts.add_argument("--signals", help="comma-separated: cpu, blockio, tcp, http, process, host (default all)")
     collect_opts.add_argument("--interval", help="flush interval, e.g. 10s (default collect.interval-ms)")
     collect_opts.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
     p = sub.add_parser("collect", parents=[common, collect_opts],

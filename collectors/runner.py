@@ -43,8 +43,13 @@ def _host(cfg, host):
     return HostCollector(cfg, host)
 
 
+def _http(cfg, host):
+    from collectors.http import HttpCollector
+    return HttpCollector(cfg, host)
+
+
 SIGNALS: dict[str, Callable[[Config, str], Collector]] = {
-    "cpu": _cpu, "blockio": _blockio, "tcp": _tcp, "process": _process, "host": _host,
+    "cpu": _cpu, "blockio": _blockio, "tcp": _tcp, "http": _http, "process": _process, "host": _host,
 }
 
 

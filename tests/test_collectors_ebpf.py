@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -244,3 +245,84 @@ def test_closing_detaches_every_program():
     for c in collectors:
         c.close()
     assert bpf_prog_fds() == before
+
+
+def test_http_requests_per_route_with_known_latency_and_status_mix():
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import urllib.error
+    import urllib.request
+
+    from collectors.http import HttpCollector
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: several requests per connection
+
+        def do_GET(self):
+            if self.path.startswith("/slow"):
+                time.sleep(0.05)
+            code = 503 if self.path.startswith("/fail") else 404 if self.path.startswith("/missing") else 200
+            body = b"augur"
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    c = HttpCollector(CFG, HOST)
+    try:
+        c.collect(0, 1)
+        mix = {"/orders/{id}": 40, "/slow": 10, "/fail": 6, "/missing": 4}
+        for i in range(mix["/orders/{id}"]):
+            urllib.request.urlopen(f"{base}/orders/{1000 + i}?secret=token{i}").read()
+        for _ in range(mix["/slow"]):
+            urllib.request.urlopen(f"{base}/slow").read()
+        for path in ("/fail", "/missing"):
+            for _ in range(mix[path]):
+                with pytest.raises(urllib.error.HTTPError):
+                    urllib.request.urlopen(base + path)
+        for _ in range(5):
+            urllib.request.urlopen(urllib.request.Request(f"{base}/orders", data=b"{}", method="POST")).read()
+        time.sleep(0.1)
+        out = valid(c.collect(1, 1000))
+        mine = [s for s in out if s["attrs"].get("service") in ("python", "python3", "pytest")
+                or s["attrs"].get("http.route") in mix]
+
+        def count(route, status, method="GET"):
+            return total(mine, "http.server.requests", **{"http.route": route, "http.response.status_class": status,
+                                                           "http.request.method": method})
+        assert count("/orders/{id}", "2xx") == 40
+        assert count("/slow", "2xx") == 10
+        assert count("/fail", "5xx") == 6
+        assert count("/missing", "4xx") == 4
+        assert count("/orders", "2xx", "POST") == 5
+        slow = by_metric(mine, "http.server.request.duration", **{"http.route": "/slow"})[0]["hist"]
+        mean_ms = slow["sum"] / slow["count"] / 1000
+        assert 50 <= mean_ms < 80  # the handler sleeps 50 ms
+        fast = by_metric(mine, "http.server.request.duration", **{"http.route": "/orders/{id}"})[0]["hist"]
+        assert fast["sum"] / fast["count"] / 1000 < 20
+        assert not any("secret" in json.dumps(s) or "token" in json.dumps(s) for s in out)  # no payload kept
+    finally:
+        c.close()
+        srv.shutdown()
+
+
+def test_route_normalisation_and_cap():
+    from collectors.http import OTHER_ROUTE, RouteCap, normalise_route
+    assert normalise_route("/users/0/orders") == "/users/{id}/orders"
+    assert normalise_route("/v0/items") == "/{id}/items"
+    assert normalise_route("/blob/deadbeefdeadbeefdeadbeef") == "/blob/{id}"
+    assert normalise_route("/static/app.js") == "/static/app.js"
+    cap = RouteCap(2)
+    assert [cap("svc", r) for r in ("/a", "/b", "/c", "/a")] == ["/a", "/b", OTHER_ROUTE, "/a"]
+    assert cap("other-svc", "/c") == "/c"

@@ -1,0 +1,98 @@
+"""HTTP server requests (bpf/http.bpf.c): rate, latency histogram and status classes per service and
+normalised route, for plain HTTP/1.x servers in any language, with no change to the application."""
+
+from __future__ import annotations
+
+import ctypes
+import re
+
+from augur.config import Config
+from collectors import samples
+from collectors.base import Collector
+from collectors.bpf_loader import BpfProgram, comm, hist_slots
+from collectors.enrich import CgroupNames, service_name
+
+PRODUCER = samples.producer("augur-collector-http")
+METHODS = {0: "_OTHER", 1: "GET", 2: "POST", 3: "PUT", 4: "DELETE", 5: "HEAD", 6: "PATCH", 7: "OPTIONS"}
+OTHER_ROUTE = "/{other}"
+_ID_SEGMENT = re.compile(r"(?<=/)[^/]*0[^/]*(?=/|$)")  # a segment that held digits (folded to '0' in the kernel)
+_HEXISH = re.compile(r"(?<=/)[0-9a-fA-F-]{16,}(?=/|$)")
+
+
+def normalise_route(raw: str) -> str:
+    """``/users/0/orders`` -> ``/users/{id}/orders``; long hex-like segments become ``{id}`` too."""
+    route = _HEXISH.sub("{id}", raw or "/")
+    route = _ID_SEGMENT.sub("{id}", route)
+    return route if route.startswith("/") else "/" + route
+
+
+class RouteCap:
+    """At most ``limit`` distinct routes per service; later newcomers are reported as ``/{other}``."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.known: dict[str, set[str]] = {}
+
+    def __call__(self, service: str, route: str) -> str:
+        routes = self.known.setdefault(service, set())
+        if route in routes:
+            return route
+        if len(routes) >= self.limit:
+            return OTHER_ROUTE
+        routes.add(route)
+        return route
+
+
+class HttpCollector(Collector):
+    name = "http"
+
+    def __init__(self, cfg: Config, host: str, cgroups: CgroupNames | None = None, max_routes: int = 64):
+        self.host = host
+        self.cgroups = cgroups or CgroupNames()
+        self.routes = RouteCap(max_routes)
+        self.prog = BpfProgram("http", {"MAX_PIDS": cfg["collect.max-pids"], "MAX_KEYS": cfg["collect.max-keys"]},
+                               ("syscalls:sys_enter_read", "syscalls:sys_exit_read", "syscalls:sys_enter_recvfrom",
+                                "syscalls:sys_exit_recvfrom", "syscalls:sys_enter_write", "syscalls:sys_enter_sendto",
+                                "syscalls:sys_enter_writev"))
+        self._overflow_seen = 0
+
+    def service(self, cgroup_id: int, command: str) -> str:
+        path = self.cgroups.path(cgroup_id)
+        name = service_name(path)
+        # processes in the root or a generic cgroup are named by their command instead
+        return command if path in ("/", "") or name in ("/", "user", "init") or name.startswith("cgroup-") else name
+
+    def collect(self, ts_ms: int, interval_ms: int) -> list[dict]:
+        idle = self.prog.flip()
+        merged: dict[tuple, tuple[list[int], int]] = {}
+        for key, h in self.prog.drain("http", idle):
+            service = self.service(key.cgroup_id, comm(key.comm))
+            route = self.routes(service, normalise_route(key.route.split(b"\0", 1)[0].decode("utf-8", "replace")))
+            status = f"{key.status_class}xx" if key.status_class else "unknown"
+            k = (service, METHODS.get(key.method, "_OTHER"), route, status)
+            slots, total = hist_slots(h)
+            if k in merged:
+                old, old_total = merged[k]
+                slots = [a + b for a, b in zip(old, slots)]
+                total += old_total
+            merged[k] = (slots, total)
+        out = []
+        for (service, method, route, status), (slots, total) in merged.items():
+            hist = samples.hist_from_slots(slots, total)
+            if not hist:
+                continue
+            attrs = {"service": service, "http.request.method": method, "http.route": route,
+                     "http.response.status_class": status}
+            out.append(samples.sample(PRODUCER, self.host, ts_ms, interval_ms, "http.server.request.duration",
+                                      "histogram", "us", attrs, hist=hist))
+            out.append(samples.sample(PRODUCER, self.host, ts_ms, interval_ms, "http.server.requests", "delta",
+                                      "{request}", attrs, value=hist["count"]))
+        overflow = int(self.prog.bpf["overflow"][ctypes.c_int(0)].value)
+        if overflow > self._overflow_seen:
+            out.append(samples.sample(PRODUCER, self.host, ts_ms, interval_ms, "augur.collector.http.unaggregated",
+                                      "delta", "{request}", {}, value=overflow - self._overflow_seen))
+            self._overflow_seen = overflow
+        return out
+
+    def close(self) -> None:
+        self.prog.close()
