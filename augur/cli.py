@@ -34,6 +34,12 @@ def cmd_infra(args) -> int:
         created = ensure_topics(status.bootstrap)
         print(status.describe())
         print(f"topics: {len(topics.ALL)} ready" + (f" ({len(created)} created)" if created else ""))
+    elif args.action == "ebpf":
+        from infra.ebpf import unavailable_reason
+        reason = unavailable_reason()
+        print("ebpf: ready (tracefs mounted, kernel headers linked, bcc importable)" if reason is None
+              else f"ebpf: unavailable: {reason}")
+        return 0 if reason is None else 1
     elif args.action == "down":
         print("kafka: stopped" if broker.down() else "kafka: was not running")
     elif args.action == "status":
@@ -188,6 +194,15 @@ def cmd_tail(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from augur.bench import BENCHMARKS
+    if args.name not in BENCHMARKS:
+        print("augur bench: choose one of:\n" + "\n".join(f"  {k:<10} {d}" for k, (_, d) in BENCHMARKS.items()),
+              file=sys.stderr)
+        return 2
+    return BENCHMARKS[args.name][0](args.bench_args)
+
+
 def cmd_demo(args) -> int:
     from augur.demo import run_demo
     return run_demo(_config(args), duration_s=args.duration, until_detected=args.until_detected)
@@ -202,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one configuration option")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("infra", parents=[common], help="fetch jars; start/stop/inspect the local Kafka broker")
-    p.add_argument("action", choices=["up", "down", "status", "fetch"])
+    p = sub.add_parser("infra", parents=[common],
+                       help="fetch jars; start/stop/inspect the local Kafka broker; prepare eBPF (ebpf)")
+    p.add_argument("action", choices=["up", "down", "status", "fetch", "ebpf"])
     p.set_defaults(func=cmd_infra)
 
     p = sub.add_parser("synth", parents=[common], help="generate seeded synthetic host telemetry with faults")
@@ -246,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print records as JSON lines")
     p.add_argument("--max-seconds", type=float, help="stop after this long")
     p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("bench", help="run a benchmark (augur bench NAME --help)")
+    p.add_argument("name", nargs="?", default="", help="overhead")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", parents=[common], help="the whole pipeline on this machine, showing anomalies live")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,9 +25,18 @@ DEMO_HISTORY = "now-4h"
 
 def telemetry_source() -> tuple[str, str]:
     """Which telemetry the demo uses, and why."""
-    if os.geteuid() != 0:
-        return "synthetic", "not running as root, so eBPF collectors cannot load"
-    return "synthetic", "the eBPF collectors are not part of this build yet"
+    from infra.ebpf import unavailable_reason
+    reason = unavailable_reason()
+    if reason is None:
+        return "real+synthetic", (f"real eBPF collectors on {socket.gethostname()} join once the replayed history "
+                                  f"has caught up with the clock; synthetic hosts carry the injected faults")
+    return "synthetic", f"eBPF collectors unavailable: {reason}; `augur replay FILE` plays a recording instead"
+
+
+def history_catch_up_s() -> float:
+    """Wall seconds until the synthetic replay reaches the present (then live data can share the event time)."""
+    from collectors.faults import parse_duration_ms
+    return parse_duration_ms(DEMO_HISTORY.removeprefix("now-")) / 1000 / float(DEMO_SPEED)
 
 
 def _spawn(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
@@ -76,9 +86,10 @@ def run_demo(cfg: Config, duration_s: float | None = None, until_detected: int |
     run = paths.run_dir() / "demo"
     run.mkdir(parents=True, exist_ok=True)
     labels = run / "labels.json"
+    labels.unlink(missing_ok=True)  # a previous run's labels must not be matched against this run's anomalies
     broker = KafkaBroker(cfg["infra.kafka.port"], cfg["infra.kafka.controller-port"], cfg["infra.kafka.heap-mb"])
     started_broker = not broker.status().running
-    job = synth = None
+    job = synth = collect = None
     consumer = None
     detected: dict[Fault, dict] = {}
     seen = 0
@@ -103,11 +114,18 @@ def run_demo(cfg: Config, duration_s: float | None = None, until_detected: int |
         say("augur demo: anomalies appear below as the job finds them; Ctrl-C stops everything\n")
         t0 = time.monotonic()
         faults: list[Fault] = []
+        collect_at = history_catch_up_s() + 5 if kind == "real+synthetic" else None
         while duration_s is None or time.monotonic() - t0 < duration_s:
+            if collect_at is not None and time.monotonic() - t0 >= collect_at:
+                collect_at = None
+                collect = _spawn([sys.executable, "-m", "augur.cli", "collect", "--set",
+                                  "collect.prometheus-port=0"], run / "collect.log", env)
+                say(f"augur demo: real eBPF collectors started on {socket.gethostname()} (log: {run / 'collect.log'})")
             if not faults and labels.exists():
                 faults = read_labels(labels)
-            for proc, name, log in ((job, "streaming job", "job.log"), (synth, "telemetry generator", "synth.log")):
-                if proc.poll() is not None:
+            for proc, name, log in ((job, "streaming job", "job.log"), (synth, "telemetry generator", "synth.log"),
+                                    (collect, "eBPF collectors", "collect.log")):
+                if proc is not None and proc.poll() is not None:
                     tail = (run / log).read_text(errors="replace").splitlines()[-25:]
                     say(f"augur demo: the {name} exited with code {proc.returncode}; last lines of {run / log}:")
                     say("\n".join(tail))
@@ -134,6 +152,7 @@ def run_demo(cfg: Config, duration_s: float | None = None, until_detected: int |
     finally:
         if consumer is not None:
             consumer.close()
+        _stop(collect)
         _stop(synth)
         _stop(job)
         if started_broker:
@@ -142,5 +161,6 @@ def run_demo(cfg: Config, duration_s: float | None = None, until_detected: int |
             + (f" of {len(faults)} injected" if labels.exists() and (faults := read_labels(labels)) else ""))
         for f, rec in sorted(detected.items(), key=lambda kv: kv[0].start_ms):
             say(f"  {f.kind:<20} {f.host:<8} first flagged: {rec['explanation']}")
-        say("augur demo: stopped " + ("Kafka, " if started_broker else "") + "the job and the generator")
+        say("augur demo: stopped " + ("Kafka, " if started_broker else "") + "the job, the generator"
+            + (" and the collectors" if collect is not None else ""))
     return 0 if (until_detected is None or len(detected) >= until_detected) else 1

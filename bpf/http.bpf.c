@@ -1,12 +1,28 @@
-/* HTTP/1.x server requests, observed from socket syscalls with no change to the application:
- * a read()/recvfrom() whose bytes start with an HTTP method opens a request on (tgid, fd); the next write(),
- * sendto() or writev() on that fd that starts with "HTTP/1." closes it with its status. Only the method, the
- * path (cut at '?', digit runs folded to one '0') and the status class are kept; no other payload. */
+/* HTTP/1.x server requests, observed from socket syscalls with no change to the application.
+ *
+ * Only sockets a process got from accept()/accept4() are watched (an LRU map of (tgid, fd)), so clients and
+ * file/pipe I/O cost one failed lookup. On such a socket, a read()/recvfrom() whose bytes start with an HTTP
+ * method opens a request; the next write()/sendto()/writev() starting with "HTTP/1." closes it with its status.
+ * Only the method, the path (cut at '?', digit runs folded to one '0') and the status class are kept.
+ *
+ * Raw sys_enter/sys_exit tracepoints with a syscall-number filter are used instead of the per-syscall
+ * tracepoints: they skip the trace-event argument copy, which matters on every read and write of the host.
+ * Syscall numbers and pt_regs argument registers are those of x86-64 (the loader refuses other machines). */
+#include <linux/ptrace.h>
 #include "augur.h"
 #include "http.h"
 
-BPF_HASH(reads, u64, struct read_args, MAX_PIDS);           /* pid_tgid -> read in flight */
-BPF_HASH(requests, u64, struct inflight_req, MAX_PIDS);     /* tgid << 32 | fd -> request awaiting response */
+#define NR_READ 0
+#define NR_WRITE 1
+#define NR_WRITEV 20
+#define NR_ACCEPT 43
+#define NR_SENDTO 44
+#define NR_RECVFROM 45
+#define NR_ACCEPT4 288
+
+BPF_TABLE("lru_hash", u64, u8, accepted, MAX_PIDS);         /* tgid << 32 | fd of accepted sockets */
+BPF_HASH(pending, u64, struct read_args, MAX_PIDS);          /* pid_tgid -> syscall in flight (read or accept) */
+BPF_HASH(requests, u64, struct inflight_req, MAX_PIDS);      /* tgid << 32 | fd -> request awaiting response */
 BPF_HASH(http0, struct req_key, struct hist, MAX_KEYS);
 BPF_HASH(http1, struct req_key, struct hist, MAX_KEYS);
 BPF_ARRAY(overflow, u64, 1);                                 /* requests not aggregated: the key map was full */
@@ -15,11 +31,9 @@ BPF_PERCPU_ARRAY(scratch, struct req_key, 1);
  * rejects, but a map value pointer plus a bounded index is fine */
 BPF_PERCPU_ARRAY(req_scratch, struct inflight_req, 1);
 
-static __always_inline void on_read_enter(u32 fd, const void *buf)
+static __always_inline u64 fd_key(u64 pid_tgid, u32 fd)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    struct read_args a = {.buf = (u64)buf, .fd = fd};
-    reads.update(&id, &a);
+    return (pid_tgid & 0xffffffff00000000ULL) | fd;
 }
 
 static __always_inline u8 parse_method(const char *p, u32 *skip)
@@ -37,17 +51,8 @@ static __always_inline u8 parse_method(const char *p, u32 *skip)
     return M_OTHER;
 }
 
-static __always_inline void on_read_exit(long ret)
+static __always_inline void open_request(u64 id, u32 fd, u64 buf)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    struct read_args *a = reads.lookup(&id);
-    if (!a)
-        return;
-    u64 buf = a->buf;
-    u32 fd = a->fd;
-    reads.delete(&id);
-    if (ret < 14)
-        return;
     char head[8] = {};
     if (bpf_probe_read_user(&head, sizeof(head), (void *)buf) != 0)
         return;
@@ -85,19 +90,18 @@ static __always_inline void on_read_exit(long ret)
         req->route[out & (ROUTE_LEN - 1)] = c;
         out++;
     }
-    u64 key = (id & 0xffffffff00000000ULL) | fd;
+    u64 key = fd_key(id, fd);
     requests.update(&key, req);
 }
 
-static __always_inline void on_write(u32 fd, const void *buf)
+static __always_inline void close_request(u64 id, u32 fd, u64 buf)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    u64 key = (id & 0xffffffff00000000ULL) | fd;
+    u64 key = fd_key(id, fd);
     struct inflight_req *req = requests.lookup(&key);
     if (!req)
         return;
     char head[12] = {};
-    if (bpf_probe_read_user(&head, sizeof(head), buf) != 0)
+    if (bpf_probe_read_user(&head, sizeof(head), (void *)buf) != 0)
         return;
     if (!(head[0] == 'H' && head[1] == 'T' && head[2] == 'T' && head[3] == 'P' && head[4] == '/' && head[5] == '1'))
         return;
@@ -127,19 +131,57 @@ static __always_inline void on_write(u32 fd, const void *buf)
     }
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_read) { on_read_enter(args->fd, args->buf); return 0; }
-TRACEPOINT_PROBE(syscalls, sys_exit_read) { on_read_exit(args->ret); return 0; }
-TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom) { on_read_enter(args->fd, args->ubuf); return 0; }
-TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom) { on_read_exit(args->ret); return 0; }
-TRACEPOINT_PROBE(syscalls, sys_enter_write) { on_write(args->fd, args->buf); return 0; }
-TRACEPOINT_PROBE(syscalls, sys_enter_sendto) { on_write(args->fd, args->buff); return 0; }
-
-TRACEPOINT_PROBE(syscalls, sys_enter_writev)
+RAW_TRACEPOINT_PROBE(sys_enter)
 {
-    u32 fd = args->fd;
-    struct { u64 base; u64 len; } first = {}; /* the user's struct iovec: the first buffer holds the status line */
-    if (bpf_probe_read_user(&first, sizeof(first), (const void *)args->vec) != 0)
+    long nr = ctx->args[1];
+    if (nr != NR_READ && nr != NR_RECVFROM && nr != NR_WRITE && nr != NR_SENDTO && nr != NR_WRITEV &&
+        nr != NR_ACCEPT && nr != NR_ACCEPT4)
         return 0;
-    on_write(fd, (const void *)first.base);
+    struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+    u64 id = bpf_get_current_pid_tgid();
+    u32 fd = 0;
+    u64 buf = 0;
+    bpf_probe_read_kernel(&fd, sizeof(fd), &regs->di);
+    bpf_probe_read_kernel(&buf, sizeof(buf), &regs->si);
+    if (nr == NR_ACCEPT || nr == NR_ACCEPT4) {
+        struct read_args a = {.buf = 0, .fd = 0xffffffff};
+        pending.update(&id, &a);
+        return 0;
+    }
+    u64 key = fd_key(id, fd);
+    if (!accepted.lookup(&key))
+        return 0;
+    if (nr == NR_READ || nr == NR_RECVFROM) {
+        struct read_args a = {.buf = buf, .fd = fd};
+        pending.update(&id, &a);
+    } else if (nr == NR_WRITEV) {
+        struct { u64 base; u64 len; } first = {}; /* the user's struct iovec: the first buffer holds the status */
+        if (bpf_probe_read_user(&first, sizeof(first), (void *)buf) == 0)
+            close_request(id, fd, first.base);
+    } else {
+        close_request(id, fd, buf);
+    }
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sys_exit)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct read_args *a = pending.lookup(&id);
+    if (!a)
+        return 0;
+    struct read_args call = *a;
+    pending.delete(&id);
+    long ret = ctx->args[1];
+    if (call.fd == 0xffffffff) { /* accept: the result is the new socket */
+        if (ret >= 0) {
+            u64 key = fd_key(id, (u32)ret);
+            u8 one = 1;
+            accepted.update(&key, &one);
+        }
+        return 0;
+    }
+    if (ret >= 14)
+        open_request(id, call.fd, call.buf);
     return 0;
 }

@@ -4,6 +4,7 @@ normalised route, for plain HTTP/1.x servers in any language, with no change to 
 from __future__ import annotations
 
 import ctypes
+import platform
 import re
 
 from augur.config import Config
@@ -11,6 +12,7 @@ from collectors import samples
 from collectors.base import Collector
 from collectors.bpf_loader import BpfProgram, comm, hist_slots
 from collectors.enrich import CgroupNames, service_name
+from infra import ebpf
 
 PRODUCER = samples.producer("augur-collector-http")
 METHODS = {0: "_OTHER", 1: "GET", 2: "POST", 3: "PUT", 4: "DELETE", 5: "HEAD", 6: "PATCH", 7: "OPTIONS"}
@@ -50,10 +52,11 @@ class HttpCollector(Collector):
         self.host = host
         self.cgroups = cgroups or CgroupNames()
         self.routes = RouteCap(max_routes)
+        if platform.machine() != "x86_64":
+            raise ebpf.EbpfUnavailable(f"the HTTP collector reads x86-64 syscall registers; this is "
+                                       f"{platform.machine()}")
         self.prog = BpfProgram("http", {"MAX_PIDS": cfg["collect.max-pids"], "MAX_KEYS": cfg["collect.max-keys"]},
-                               ("syscalls:sys_enter_read", "syscalls:sys_exit_read", "syscalls:sys_enter_recvfrom",
-                                "syscalls:sys_exit_recvfrom", "syscalls:sys_enter_write", "syscalls:sys_enter_sendto",
-                                "syscalls:sys_enter_writev"))
+                               ("raw_syscalls:sys_enter", "raw_syscalls:sys_exit"))
         self._overflow_seen = 0
 
     def service(self, cgroup_id: int, command: str) -> str:

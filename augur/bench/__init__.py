@@ -1,0 +1,16 @@
+"""Benchmarks: ``augur bench NAME``. Each prints its table and ends with one line ``BENCH NAME key=value ...``,
+with ratios against a baseline measured in the same run (never absolute limits)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+
+def _overhead(argv: list[str]) -> int:
+    from augur.bench.overhead import main
+    return main(argv)
+
+
+BENCHMARKS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "overhead": (_overhead, "collectors' cost on a loopback HTTP workload (nginx + wrk), with vs without"),
+}
