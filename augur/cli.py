@@ -127,13 +127,18 @@ def _run_collectors(cfg: Config, args, telemetry_out, events_out) -> int:
     return 0
 
 
-def cmd_collect(args) -> int:
+def _collect_config(args) -> Config:
+    """Configuration for collect/record: ``--interval`` is a shorthand for ``collect.interval-ms``."""
     from collectors.faults import parse_duration_ms
-    from collectors.output import BufferedKafkaOutput, StdoutOutput
     overrides = parse_set_args(args.set)
     if args.interval:
         overrides["collect.interval-ms"] = parse_duration_ms(args.interval)
-    cfg = Config.load(args.config, overrides)
+    return Config.load(args.config, overrides)
+
+
+def cmd_collect(args) -> int:
+    from collectors.output import BufferedKafkaOutput, StdoutOutput
+    cfg = _collect_config(args)
     if args.stdout:
         tel, ev = StdoutOutput(topics.TELEMETRY), StdoutOutput(topics.EVENTS)
     else:
@@ -144,12 +149,8 @@ def cmd_collect(args) -> int:
 
 
 def cmd_record(args) -> int:
-    from collectors.faults import parse_duration_ms
     from collectors.recording import RecordingWriter
-    overrides = parse_set_args(args.set)
-    if args.interval:
-        overrides["collect.interval-ms"] = parse_duration_ms(args.interval)
-    cfg = Config.load(args.config, overrides)
+    cfg = _collect_config(args)
     writer = RecordingWriter(args.output)
     try:
         return _run_collectors(cfg, args, writer.output(topics.TELEMETRY), writer.output(topics.EVENTS))

@@ -16,7 +16,7 @@ from augur import __version__
 from augur.config import Config
 from schemas import codec, series, topics
 from udfs import robust_zscore as rz
-from udfs.transforms import SCALE_FLOORS, stabilize
+from udfs.transforms import SCALE_FLOORS, stabilize, unstabilize
 from udfs.window_features import finite_or_none, window_features
 
 JOB_PRODUCER = {"name": "augur-stream", "version": __version__, "instance": socket.gethostname()}
@@ -103,7 +103,7 @@ class RobustScorer:
         name = series.describe(feature["metric"], feature["attrs"])
         direction = "above" if z > 0 else "below"
         explanation = (f"{name} {PRIMARY_FEATURE[mtype]} {x:.4g} is {abs(z):.1f} robust sigma {direction} "
-                       f"its usual level ({_unstabilize(mtype, median, window_ms):.4g})")
+                       f"its usual level ({unstabilize(mtype, median, window_ms):.4g})")
         return {
             "v": 1, "ts": feature["window_end"], "host": feature["host"], "producer": JOB_PRODUCER,
             "series_id": feature["series_id"], "metric": feature["metric"], "attrs": feature["attrs"],
@@ -114,13 +114,3 @@ class RobustScorer:
             "explanation": explanation[:512],
         }
 
-
-def _unstabilize(mtype: str, y: float, window_ms: int) -> float:
-    """Inverse of :func:`udfs.transforms.stabilize`, to explain a verdict in the series' own units."""
-    if y != y:
-        return y
-    if mtype == "histogram":
-        return 2.0 ** y
-    if mtype in ("delta", "counter"):
-        return y * y / (window_ms / 1000.0)
-    return y

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from udfs import histogram, robust_zscore as rz
-from udfs.transforms import stabilize
+from udfs.transforms import stabilize, unstabilize
 from udfs.window_features import counter_increase, window_features
 
 
@@ -114,3 +114,8 @@ def test_stabilize():
     assert stabilize("histogram", 1024.0, 60_000) == 10.0
     assert stabilize("delta", 4 / 60, 60_000) == pytest.approx(2.0)  # sqrt of the window's count
     assert math.isnan(stabilize("delta", math.nan, 60_000))
+
+
+@pytest.mark.parametrize("mtype, value", [("gauge", 0.37), ("histogram", 3000.0), ("delta", 2.5), ("counter", 0.1)])
+def test_unstabilize_inverts_stabilize(mtype, value):
+    assert unstabilize(mtype, stabilize(mtype, value, 60_000), 60_000) == pytest.approx(value)

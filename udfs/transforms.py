@@ -21,3 +21,14 @@ def stabilize(mtype: str, value: float, window_ms: int) -> float:
     if mtype in ("delta", "counter"):
         return math.sqrt(max(value, 0.0) * window_ms / 1000.0)
     return value
+
+
+def unstabilize(mtype: str, y: float, window_ms: int) -> float:
+    """Inverse of :func:`stabilize`, to explain a verdict in the series' own units."""
+    if y != y:
+        return y
+    if mtype == "histogram":
+        return 2.0 ** y
+    if mtype in ("delta", "counter"):
+        return y * y / (window_ms / 1000.0)
+    return y
