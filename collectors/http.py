@@ -4,7 +4,6 @@ normalised route, for plain HTTP/1.x servers in any language, with no change to 
 from __future__ import annotations
 
 import ctypes
-import platform
 import re
 
 from augur.config import Config
@@ -12,7 +11,6 @@ from collectors import samples
 from collectors.base import Collector
 from collectors.bpf_loader import BpfProgram, comm, hist_slots
 from collectors.enrich import CgroupNames, service_name
-from infra import ebpf
 
 PRODUCER = samples.producer("augur-collector-http")
 METHODS = {0: "_OTHER", 1: "GET", 2: "POST", 3: "PUT", 4: "DELETE", 5: "HEAD", 6: "PATCH", 7: "OPTIONS"}
@@ -52,11 +50,11 @@ class HttpCollector(Collector):
         self.host = host
         self.cgroups = cgroups or CgroupNames()
         self.routes = RouteCap(max_routes)
-        if platform.machine() != "x86_64":
-            raise ebpf.EbpfUnavailable(f"the HTTP collector reads x86-64 syscall registers; this is "
-                                       f"{platform.machine()}")
         self.prog = BpfProgram("http", {"MAX_PIDS": cfg["collect.max-pids"], "MAX_KEYS": cfg["collect.max-keys"]},
-                               ("raw_syscalls:sys_enter", "raw_syscalls:sys_exit"))
+                               tuple(f"syscalls:{tp}" for tp in (
+                                   "sys_exit_accept", "sys_exit_accept4", "sys_enter_read", "sys_exit_read",
+                                   "sys_enter_recvfrom", "sys_exit_recvfrom", "sys_enter_write", "sys_enter_sendto",
+                                   "sys_enter_writev")))
         self._overflow_seen = 0
 
     def service(self, cgroup_id: int, command: str) -> str:
