@@ -23,12 +23,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# eBPF collectors (bcc from Debian): installed when running as root on a Debian-like host
+# eBPF collectors (bcc from Debian) and the overhead benchmark's workload (nginx, wrk): installed when running as
+# root on a Debian-like host
+EBPF_PACKAGES=(bpfcc-tools python3-bpfcc linux-headers-amd64 nginx-light wrk)
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 && [ "${AUGUR_SKIP_EBPF:-}" != 1 ] \
-   && ! dpkg -s bpfcc-tools python3-bpfcc linux-headers-amd64 >/dev/null 2>&1; then
-  log "installing eBPF prerequisites: bpfcc-tools python3-bpfcc linux-headers-amd64"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    bpfcc-tools python3-bpfcc linux-headers-amd64 >/dev/null || log "eBPF prerequisites could not be installed; collectors will report why"
+   && ! dpkg -s "${EBPF_PACKAGES[@]}" >/dev/null 2>&1; then
+  log "installing eBPF prerequisites and benchmark tools: ${EBPF_PACKAGES[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${EBPF_PACKAGES[@]}" >/dev/null \
+    || log "eBPF prerequisites could not be installed; collectors will report why"
 fi
 
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || {
