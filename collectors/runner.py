@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import socket
 import time
 from typing import Callable
@@ -18,39 +19,20 @@ from infra import ebpf
 SELF_PRODUCER = samples.producer("augur-collector")
 
 
-def _cpu(cfg, host):
-    from collectors.cpu import CpuCollector
-    return CpuCollector(cfg, host)
-
-
-def _blockio(cfg, host):
-    from collectors.blockio import BlockIoCollector
-    return BlockIoCollector(cfg, host)
-
-
-def _tcp(cfg, host):
-    from collectors.tcp import TcpCollector
-    return TcpCollector(cfg, host)
-
-
-def _process(cfg, host):
-    from collectors.process import ProcessCollector
-    return ProcessCollector(cfg, host)
-
-
-def _host(cfg, host):
-    from collectors.host import HostCollector
-    return HostCollector(cfg, host)
-
-
-def _http(cfg, host):
-    from collectors.http import HttpCollector
-    return HttpCollector(cfg, host)
-
-
-SIGNALS: dict[str, Callable[[Config, str], Collector]] = {
-    "cpu": _cpu, "blockio": _blockio, "tcp": _tcp, "http": _http, "process": _process, "host": _host,
+# signal -> the collector class that loads it, imported only when that signal is asked for
+SIGNALS: dict[str, str] = {
+    "cpu": "collectors.cpu:CpuCollector",
+    "blockio": "collectors.blockio:BlockIoCollector",
+    "tcp": "collectors.tcp:TcpCollector",
+    "http": "collectors.http:HttpCollector",
+    "process": "collectors.process:ProcessCollector",
+    "host": "collectors.host:HostCollector",
 }
+
+
+def collector_class(name: str) -> Callable[[Config, str], Collector]:
+    module, _, cls = SIGNALS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def host_name(cfg: Config) -> str:
@@ -72,7 +54,7 @@ def open_collectors(cfg: Config, names: list[str]) -> list[Collector]:
     opened: list[Collector] = []
     try:
         for name in names:
-            opened.append(SIGNALS[name](cfg, host))
+            opened.append(collector_class(name)(cfg, host))
     except Exception:
         for c in opened:
             c.close()
