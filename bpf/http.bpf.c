@@ -86,12 +86,15 @@ static __always_inline void open_request(u64 id, u32 fd, u64 buf)
     requests.update(&key, req);
 }
 
-static __always_inline void close_request(u64 id, u32 fd, u64 buf)
+/* The request awaiting a response on this fd of the current process, if any (its map key in *key). */
+static __always_inline struct inflight_req *awaiting_response(u32 fd, u64 *key)
 {
-    u64 key = fd_key(id, fd);
-    struct inflight_req *req = requests.lookup(&key);
-    if (!req)
-        return;
+    *key = fd_key(bpf_get_current_pid_tgid(), fd);
+    return requests.lookup(key);
+}
+
+static __always_inline void close_request(u64 key, struct inflight_req *req, u64 buf)
+{
     char head[12] = {};
     if (bpf_probe_read_user(&head, sizeof(head), (void *)buf) != 0)
         return;
@@ -148,11 +151,10 @@ static __always_inline void on_read_exit(long ret)
 
 static __always_inline void on_write(u32 fd, const void *buf)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    u64 key = fd_key(id, fd);
-    if (!requests.lookup(&key))
-        return;
-    close_request(id, fd, (u64)buf);
+    u64 key;
+    struct inflight_req *req = awaiting_response(fd, &key);
+    if (req)
+        close_request(key, req, (u64)buf);
 }
 
 static __always_inline void on_accept_exit(long ret)
@@ -175,13 +177,13 @@ TRACEPOINT_PROBE(syscalls, sys_enter_sendto) { on_write(args->fd, args->buff); r
 
 TRACEPOINT_PROBE(syscalls, sys_enter_writev)
 {
-    u32 fd = args->fd;
-    u64 key = fd_key(bpf_get_current_pid_tgid(), fd);
-    if (!requests.lookup(&key))
+    u64 key;
+    struct inflight_req *req = awaiting_response(args->fd, &key);
+    if (!req)
         return 0;
     struct { u64 base; u64 len; } first = {}; /* the user's struct iovec: the first buffer holds the status line */
     if (bpf_probe_read_user(&first, sizeof(first), (const void *)args->vec) != 0)
         return 0;
-    close_request(bpf_get_current_pid_tgid(), fd, first.base);
+    close_request(key, req, first.base);
     return 0;
 }
