@@ -14,6 +14,14 @@ import orjson
 from schemas import codec, topics
 
 
+def kafka_producer(bootstrap: str, client_id: str, **timeouts):
+    """Augur's producer settings (all replicas acknowledge, idempotent, zstd, large batches) plus the caller's
+    timeouts and linger."""
+    from kafka import KafkaProducer
+    return KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all", enable_idempotence=True,
+                         compression_type="zstd", batch_size=256 << 10, **timeouts)
+
+
 class Output:
     """A sink for records of one topic. ``sent`` counts records accepted, ``dropped`` records lost (with why)."""
 
@@ -42,11 +50,9 @@ class KafkaOutput(Output):
     def __init__(self, topic: topics.Topic, bootstrap: str, client_id: str = "augur-producer",
                  validate: bool = True):
         super().__init__(topic)
-        from kafka import KafkaProducer
         self.validate = validate
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap, client_id=client_id, acks="all", enable_idempotence=True,
-            compression_type="zstd", linger_ms=20, batch_size=256 << 10, max_block_ms=10_000, retries=2**31 - 1, delivery_timeout_ms=120_000)
+        self._producer = kafka_producer(bootstrap, client_id, linger_ms=20, max_block_ms=10_000,
+                                        delivery_timeout_ms=120_000)
         self.errors: list[str] = []
 
     def _failed(self, exc: Exception) -> None:
@@ -152,11 +158,8 @@ class BufferedKafkaOutput(Output):
         return len(self._queue)
 
     def _producer(self):
-        from kafka import KafkaProducer
-        return KafkaProducer(bootstrap_servers=self._bootstrap, client_id=self._client_id, acks="all",
-                             enable_idempotence=True, compression_type="zstd", linger_ms=50,
-                             batch_size=256 << 10, max_block_ms=5_000, request_timeout_ms=10_000,
-                             delivery_timeout_ms=30_000, bootstrap_timeout_ms=5_000)
+        return kafka_producer(self._bootstrap, self._client_id, linger_ms=50, max_block_ms=5_000,
+                              request_timeout_ms=10_000, delivery_timeout_ms=30_000, bootstrap_timeout_ms=5_000)
 
     def _run(self) -> None:
         producer = None
