@@ -195,6 +195,26 @@ def cmd_tail(args) -> int:
     return 0
 
 
+def cmd_act(args) -> int:
+    from augur import actions
+    cfg = _config(args)
+    mode = "DRY RUN (set actions.dry-run=false to act)" if cfg["actions.dry-run"] else "LIVE"
+    targets = [x for x in (cfg["actions.webhook-url"] and f"webhook {cfg['actions.webhook-url']}",
+                           cfg["actions.command"] and f"command {cfg['actions.command']}") if x]
+    print(f"augur act: {mode}; on {cfg['actions.on']} from {cfg['kafka.bootstrap-servers']}; "
+          f"{', '.join(targets) or 'no webhook or command configured (audit only)'}", file=sys.stderr, flush=True)
+
+    def show(audit: dict) -> None:
+        trig = audit["trigger"]
+        print(f"{audit['outcome']:<12} {audit['action']:<8} {trig.get('host', '-')} {trig.get('state', '-')}: "
+              f"{audit['detail']}", flush=True)
+    try:
+        actions.run(cfg, stop_after_s=args.max_seconds, on_audit=show)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_bench(args) -> int:
     from augur.bench import BENCHMARKS
     if args.name not in BENCHMARKS:
@@ -264,8 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, help="stop after this long")
     p.set_defaults(func=cmd_tail)
 
+    p = sub.add_parser("act", parents=[common],
+                       help="the closed loop: webhook / command actions on forecasts and anomalies (dry-run default)")
+    p.add_argument("--max-seconds", type=float, help="stop after this long")
+    p.set_defaults(func=cmd_act)
+
     p = sub.add_parser("bench", help="run a benchmark (augur bench NAME --help)")
-    p.add_argument("name", nargs="?", default="", help="overhead")
+    p.add_argument("name", nargs="?", default="", help="overhead, forecast")
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_bench)
 

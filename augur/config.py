@@ -47,6 +47,31 @@ def _positive_float(v: Any) -> float:
     return x
 
 
+def _fraction(v: Any) -> float:
+    x = float(v)
+    if not 0 < x < 1:
+        raise ValueError(f"must be between 0 and 1 (exclusive), got {x}")
+    return x
+
+
+def _non_negative_float(v: Any) -> float:
+    x = float(v)
+    if not x >= 0:
+        raise ValueError(f"must be >= 0, got {x}")
+    return x
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    text = str(v).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {v!r}")
+
+
 OPTIONS: dict[str, Option] = {
     "kafka.bootstrap-servers": Option(str, "127.0.0.1:9092", "Kafka brokers that jobs, collectors and tools use"),
     "infra.kafka.port": Option(_positive_int, 9092, "client port of the broker `augur infra up` starts"),
@@ -58,6 +83,9 @@ OPTIONS: dict[str, Option] = {
     "stream.idle-timeout-ms": Option(_positive_int, 30_000, "a source split idle this long stops holding back watermarks"),
     "stream.max-future-skew-ms": Option(_non_negative_int, 300_000, "records stamped further than this in the future are rejected (clock_skew)"),
     "stream.max-message-bytes": Option(_positive_int, 65_536, "larger telemetry messages are rejected (oversized)"),
+    "stream.max-partition-fetch-bytes": Option(_positive_int, 65_536, "bytes fetched per Kafka partition at a "
+                                               "time: small, so that no partition waits past the idle timeout "
+                                               "while another's backlog drains"),
     "stream.parallelism": Option(_positive_int, 1, "parallelism of the streaming job"),
     "stream.checkpoint-interval-ms": Option(_non_negative_int, 10_000, "checkpoint interval (0 disables checkpoints)"),
     "stream.checkpoint-dir": Option(str, "", "checkpoint folder or URI (default: <cache>/run/checkpoints)"),
@@ -76,6 +104,35 @@ OPTIONS: dict[str, Option] = {
     "detector.window": Option(_positive_int, 30, "robust z-score: trailing feature windows kept per series"),
     "detector.min-history": Option(_positive_int, 12, "robust z-score: windows needed before a verdict"),
     "detector.threshold": Option(_positive_float, 6.0, "robust z-score at which a window is anomalous"),
+    "forecast.step-ms": Option(_positive_int, 1_200_000, "forecasts resample usage to its maximum per step"),
+    "forecast.history-steps": Option(_positive_int, 576, "steps of history kept per resource (576 x 20 min = 8 days)"),
+    "forecast.min-history-ms": Option(_positive_int, 24 * 3_600_000, "history needed before a first forecast "
+                                      "(a full daily cycle, so a morning ramp is not taken for a fill)"),
+    "forecast.horizon-ms": Option(_positive_int, 24 * 3_600_000, "a forecast is raised when the earliest plausible "
+                                  "exhaustion falls within this horizon"),
+    "forecast.season-ms": Option(_positive_int, 24 * 3_600_000, "the usage's main cycle (daily); acceleration is "
+                                 "only judged over at least one cycle"),
+    "forecast.recent-ms": Option(_positive_int, 4 * 3_600_000, "growth 'stopped' is judged on this recent span "
+                                 "(longer than the gaps between batch writes)"),
+    "forecast.confidence": Option(_fraction, 0.9, "two-sided confidence of the exhaustion bounds"),
+    "forecast.min-trend": Option(_fraction, 0.5, "how clearly pairs of points must agree on growth (0..1)"),
+    "forecast.peak-quantile": Option(_fraction, 0.98, "quantile of the residuals taken as the usage's peaks"),
+    "forecast.hysteresis": Option(_non_negative_float, 0.25, "a raised forecast is retracted only when the "
+                                  "earliest exhaustion is beyond horizon x (1 + hysteresis)"),
+    "forecast.confirm-steps": Option(_positive_int, 2, "consecutive steps that must agree before a forecast is "
+                                     "raised or retracted"),
+    "actions.dry-run": Option(_bool, True, "audit what the closed loop would do without doing it"),
+    "actions.on": Option(str, "forecasts,anomalies", "topics whose records trigger actions (forecasts, anomalies)"),
+    "actions.webhook-url": Option(str, "", "Alertmanager-compatible endpoint, e.g. http://am:9093/api/v2/alerts"),
+    "actions.command": Option(str, "", "local command run (no shell) for each raised forecast or anomaly"),
+    "actions.timeout-ms": Option(_positive_int, 30_000, "timeout of one webhook call or command"),
+    "actions.min-interval-ms": Option(_non_negative_int, 900_000, "at most one action per series and kind this often"),
+    "actions.max-per-minute": Option(_positive_int, 30, "at most this many actions per minute in all"),
+    "actions.audit-file": Option(str, "", "JSONL audit of every action taken or skipped "
+                                 "(default: <run dir>/actions.audit.jsonl)"),
+    "actions.consumer-group": Option(str, "augur-actions", "Kafka consumer group of `augur act`"),
+    "forecast.update-fraction": Option(_fraction, 0.1, "a raised forecast is re-sent when its predicted time "
+                                       "moves by this fraction of the time left"),
 }
 
 

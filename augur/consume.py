@@ -33,16 +33,37 @@ def follow(bootstrap: str, topic: topics.Topic, from_beginning: bool = True,
         cons.close()
 
 
-def read_all(bootstrap: str, topic: topics.Topic, idle_s: float = 2.0, max_s: float = 60.0) -> list[dict]:
-    """Every valid record currently in the topic (stops after ``idle_s`` without new messages)."""
+def read_all(bootstrap: str, topic: topics.Topic, idle_s: float = 2.0, max_s: float = 60.0,
+             strict: bool = True) -> list[dict]:
+    """Every record in the topic up to its end offsets as of this call (committed records only), decoded.
+
+    A record that breaks the topic's contract raises :class:`codec.Rejected`, or with ``strict=False`` is left out
+    (for topics that also carry deliberately bad input, like the telemetry topic in tests).
+
+    Reads until every partition's position reaches the end offset taken at the start, so a slow fetch cannot cut
+    the result short; ``idle_s`` only bounds the wait for a partition whose end offset moved backwards (never, on a
+    healthy broker) and ``max_s`` bounds the whole read.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+    cons = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed",
+                         client_id="augur-consume")
     out: list[dict] = []
-    cons = consumer(bootstrap, topic)
-    start = last = time.monotonic()
     try:
-        while time.monotonic() - last < idle_s and time.monotonic() - start < max_s:
-            for msg in cons:
-                out.append(codec.decode(topic.name, msg.value))
-                last = time.monotonic()
+        parts = [TopicPartition(topic.name, p) for p in sorted(cons.partitions_for_topic(topic.name) or ())]
+        if not parts:
+            return out
+        cons.assign(parts)
+        cons.seek_to_beginning(*parts)
+        end = cons.end_offsets(parts)
+        deadline = time.monotonic() + max_s
+        while any(cons.position(tp) < end[tp] for tp in parts) and time.monotonic() < deadline:
+            for batch in cons.poll(timeout_ms=int(min(idle_s, 1.0) * 1000)).values():
+                for msg in batch:
+                    try:
+                        out.append(codec.decode(topic.name, msg.value))
+                    except codec.Rejected:
+                        if strict:
+                            raise
     finally:
         cons.close()
     return out

@@ -21,6 +21,8 @@ from schemas import codec, topics
 DEMO_HOSTS = 4
 DEMO_SPEED = "60"
 DEMO_HISTORY = "now-4h"
+# the demo's history is hours, not days: forecast on 5-minute steps after an hour (defaults: 20 min, a day)
+DEMO_FORECAST = {"forecast.step-ms": "300000", "forecast.min-history-ms": "3600000", "forecast.recent-ms": "1800000"}
 
 
 def telemetry_source() -> tuple[str, str]:
@@ -92,7 +94,7 @@ def run_demo(cfg: Config, duration_s: float | None = None, until_detected: int |
     job = synth = collect = None
     consumer = None
     detected: dict[Fault, dict] = {}
-    seen = 0
+    seen = forecasts = 0
     try:
         say("augur demo: starting Kafka (KRaft, 127.0.0.1) ...")
         bootstrap = broker.up().bootstrap
@@ -100,18 +102,21 @@ def run_demo(cfg: Config, duration_s: float | None = None, until_detected: int |
         kind, why = telemetry_source()
         say(f"augur demo: telemetry source: {kind} ({why}); {DEMO_HOSTS} hosts, 4 h of history replayed at "
             f"{DEMO_SPEED}x, then live, with one injected fault of each kind")
-        consumer = KafkaConsumer(topics.ANOMALIES.name, bootstrap_servers=bootstrap, auto_offset_reset="latest",
+        consumer = KafkaConsumer(topics.ANOMALIES.name, topics.FORECASTS.name, bootstrap_servers=bootstrap,
+                                 auto_offset_reset="latest",
                                  isolation_level="read_committed", client_id="augur-demo", group_id=None)
         consumer.poll(timeout_ms=1000)  # fix the starting position before anything is produced
         env = {**os.environ, env_name("kafka.bootstrap-servers"): bootstrap}
         start_from = str(now_ms())
+        forecast_sets = [a for k, v in DEMO_FORECAST.items() for a in ("--set", f"{k}={v}")]
         job = _spawn([sys.executable, "-m", "jobs.stream_job", "--set", f"stream.start-from={start_from}",
-                      "--set", "stream.consumer-group=augur-demo-" + start_from], run / "job.log", env)
+                      "--set", "stream.consumer-group=augur-demo-" + start_from, *forecast_sets], run / "job.log", env)
         synth = _spawn([sys.executable, "-m", "augur.cli", "synth", "--hosts", str(DEMO_HOSTS), "--demo-faults",
                         "--start", DEMO_HISTORY, "--speed", DEMO_SPEED, "--labels", str(labels)],
                        run / "synth.log", env)
         say(f"augur demo: streaming job starting on the Flink mini-cluster (log: {run / 'job.log'})")
-        say("augur demo: anomalies appear below as the job finds them; Ctrl-C stops everything\n")
+        say("augur demo: anomalies and exhaustion forecasts appear below as the job finds them; "
+            "Ctrl-C stops everything\n")
         t0 = time.monotonic()
         faults: list[Fault] = []
         collect_at = history_catch_up_s() + 5 if kind == "real+synthetic" else None
@@ -133,9 +138,13 @@ def run_demo(cfg: Config, duration_s: float | None = None, until_detected: int |
             for batch in consumer.poll(timeout_ms=1000).values():
                 for msg in batch:
                     try:
-                        rec = codec.decode(topics.ANOMALIES.name, msg.value)
+                        rec = codec.decode(msg.topic, msg.value)
                     except codec.Rejected as e:
-                        say(f"(an anomaly message that breaks the contract: {e})")
+                        say(f"(a {msg.topic} message that breaks the contract: {e})")
+                        continue
+                    if msg.topic == topics.FORECASTS.name:
+                        forecasts += rec["state"] == "active"
+                        say(format_record(topics.FORECASTS, rec))
                         continue
                     seen += 1
                     say(format_record(topics.ANOMALIES, rec))
@@ -157,7 +166,7 @@ def run_demo(cfg: Config, duration_s: float | None = None, until_detected: int |
         _stop(job)
         if started_broker:
             broker.down()
-        say(f"augur demo: {seen} anomalies shown; faults detected: {len(detected)}"
+        say(f"augur demo: {seen} anomalies and {forecasts} exhaustion forecasts shown; faults detected: {len(detected)}"
             + (f" of {len(faults)} injected" if labels.exists() and (faults := read_labels(labels)) else ""))
         for f, rec in sorted(detected.items(), key=lambda kv: kv[0].start_ms):
             say(f"  {f.kind:<20} {f.host:<8} first flagged: {rec['explanation']}")

@@ -15,6 +15,13 @@ def format_record(topic: topics.Topic, rec: dict) -> str:
     if topic is topics.ANOMALIES:
         return (f"{format_ms(rec['window_start'])}  ANOMALY  {rec['host']:<10} score={rec['score']:.2f}  "
                 f"{rec['explanation']}")
+    if topic is topics.FORECASTS:
+        if rec["state"] == "active":
+            when = format_ms(rec["exhaustion_ts"]) if rec.get("exhaustion_ts") is not None else "?"
+            lo = format_ms(rec["exhaustion_lower_ts"]) if rec.get("exhaustion_lower_ts") is not None else "?"
+            return (f"{format_ms(rec['ts'])}  FORECAST {rec['host']:<10} full at {when} (earliest {lo})  "
+                    f"{rec.get('explanation', rec['resource'])}")
+        return f"{format_ms(rec['ts'])}  RETRACTED {rec['host']:<10} {rec.get('explanation', rec['resource'])}"
     if topic is topics.DEADLETTER:
         return f"{format_ms(rec['ts'])}  DEAD-LETTER  reason={rec['reason']}  {rec['detail']}"
     if topic is topics.FEATURES:

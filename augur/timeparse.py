@@ -34,3 +34,15 @@ def parse_time_ms(text: str, now: int | None = None) -> int:
 
 def format_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_duration_ms(ms: float) -> str:
+    """A span for people: ``"42 s"``, ``"17 min"``, ``"5.3 h"``, ``"3.2 d"``."""
+    s = ms / 1000
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    if s < 172_800:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86_400:.1f} d"

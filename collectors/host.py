@@ -1,8 +1,10 @@
-"""Host resources: CPU utilisation, memory (host and cgroups) and pressure, page faults per cgroup (eBPF), and
-filesystem bytes and inodes per mount. These are what the forecasting job predicts exhaustion for."""
+"""Host resources: CPU utilisation and load (run-queue saturation), memory (host and cgroups) and pressure, page
+faults per cgroup (eBPF), filesystem bytes and inodes per mount, and kernel tables with a ceiling (file handles,
+tasks, conntrack entries). Every gauge with a ``capacity`` is forecast for exhaustion by the streaming job."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from augur.config import Config
@@ -27,6 +29,7 @@ class HostCollector(Collector):
         self.prog = BpfProgram("faults", {"MAX_KEYS": cfg["collect.max-keys"]},
                                ("exceptions:page_fault_user",)) if with_ebpf else None
         self._cpu_prev = procfs.parse_cpu_times((proc / "stat").read_text())
+        self.ncpu = os.cpu_count() or 1
 
     def collect(self, ts_ms: int, interval_ms: int) -> list[dict]:
         out: list[dict] = []
@@ -38,7 +41,23 @@ class HostCollector(Collector):
         d_busy, d_total = busy - self._cpu_prev[0], total - self._cpu_prev[1]
         self._cpu_prev = (busy, total)
         if d_total > 0:
-            add("system.cpu.utilization", "gauge", "1", {}, value=round(d_busy / d_total, 5))
+            add("system.cpu.utilization", "gauge", "1", {}, value=round(d_busy / d_total, 5), capacity=1.0)
+        load1, tasks = procfs.parse_loadavg((self.proc / "loadavg").read_text())
+        add("system.cpu.load", "gauge", "{task}", {"window": "1m"}, value=load1, capacity=float(self.ncpu))
+        sys_dir = self.proc / "sys"
+        task_limit = min(x for x in (procfs.read_int(sys_dir / "kernel" / "pid_max"),
+                                     procfs.read_int(sys_dir / "kernel" / "threads-max"), 1 << 62) if x)
+        add("system.tasks.usage", "gauge", "{task}", {}, value=float(tasks), capacity=float(task_limit))
+        try:
+            files, files_max = procfs.parse_file_nr((sys_dir / "fs" / "file-nr").read_text())
+            add("system.files.usage", "gauge", "{file}", {}, value=float(files), capacity=float(files_max))
+        except (OSError, ValueError):
+            pass
+        conntrack = procfs.read_int(sys_dir / "net" / "netfilter" / "nf_conntrack_count")
+        conntrack_max = procfs.read_int(sys_dir / "net" / "netfilter" / "nf_conntrack_max")
+        if conntrack is not None and conntrack_max:
+            add("system.conntrack.usage", "gauge", "{entry}", {}, value=float(conntrack),
+                capacity=float(conntrack_max))
         mem = procfs.parse_meminfo((self.proc / "meminfo").read_text())
         if "MemTotal" in mem and "MemAvailable" in mem:
             add("system.memory.usage", "gauge", "By", {"state": "used"},

@@ -42,6 +42,25 @@ def parse_cpu_times(text: str) -> tuple[int, int]:
     return total - idle, total
 
 
+def parse_loadavg(text: str) -> tuple[float, int]:
+    """``/proc/loadavg`` -> (1-minute load average, number of tasks)."""
+    fields = text.split()
+    return float(fields[0]), int(fields[3].partition("/")[2])
+
+
+def parse_file_nr(text: str) -> tuple[int, int]:
+    """``/proc/sys/fs/file-nr`` (allocated, unused, max) -> (file handles in use, max)."""
+    allocated, unused, maximum = (int(x) for x in text.split()[:3])
+    return allocated - unused, maximum
+
+
+def read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @dataclass(frozen=True)
 class Mount:
     device: str

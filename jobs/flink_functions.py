@@ -12,6 +12,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from augur.config import Config
 from jobs import steps
+from jobs.forecasting import Forecaster
 from schemas import codec, topics
 
 KEYED_JSON = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
@@ -67,6 +68,26 @@ class ScoreFeatures(KeyedProcessFunction):
         self.state.update(state.tolist())
         if anomaly is not None:
             yield Row(anomaly["series_id"], codec.encode(topics.ANOMALIES.name, anomaly, check=False).decode())
+
+
+class ForecastResources(KeyedProcessFunction):
+    """Per-resource forecaster state in keyed state (one plain float array); emits forecasts and retractions."""
+
+    def __init__(self, cfg: dict):
+        self.cfg_values = cfg
+
+    def open(self, runtime_context: RuntimeContext):
+        self.forecaster = Forecaster.from_config(Config(self.cfg_values))
+        self.state = runtime_context.get_state(
+            ValueStateDescriptor("forecast_state", Types.PRIMITIVE_ARRAY(Types.DOUBLE())))
+
+    def process_element(self, feature: dict, ctx: KeyedProcessFunction.Context):
+        stored = self.state.value()
+        state = np.asarray(stored, dtype=np.float64) if stored is not None else self.forecaster.init_state()
+        _, forecast = self.forecaster.update(state, feature)
+        self.state.update(state.tolist())
+        if forecast is not None:
+            yield Row(forecast["series_id"], codec.encode(topics.FORECASTS.name, forecast, check=False).decode())
 
 
 def features_row(feature: dict) -> Row:

@@ -4,25 +4,38 @@ checked against, and a quick way to see what the detectors make of a scenario. N
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from jobs import steps
+from jobs.forecasting import Forecaster
 from schemas import series
 
 
-def run(samples: Iterable[dict], window_ms: int, scorer: steps.RobustScorer) -> tuple[list[dict], list[dict]]:
-    """Tumbling windows aligned to the epoch, every sample on time; returns ``(features, anomalies)``."""
+class Outputs(NamedTuple):
+    features: list[dict]
+    anomalies: list[dict]
+    forecasts: list[dict]
+
+
+def run(samples: Iterable[dict], window_ms: int, scorer: steps.RobustScorer,
+        forecaster: Forecaster | None = None) -> Outputs:
+    """Tumbling windows aligned to the epoch, every sample on time."""
     windows: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for s in samples:
         sid = series.series_id(s["host"], s["metric"], s["attrs"])
         windows[(sid, s["ts"] - s["ts"] % window_ms)].append(s)
-    features, anomalies = [], []
+    out = Outputs([], [], [])
     states: dict[str, object] = {}
+    forecast_states: dict[str, object] = {}
     for (sid, start) in sorted(windows, key=lambda k: (k[1], k[0])):
         feat = steps.features_record(sid, start, start + window_ms, windows[(sid, start)])
-        features.append(feat)
+        out.features.append(feat)
         state = states.setdefault(sid, scorer.init_state())
         anomaly = scorer.score(state, feat)
         if anomaly is not None:
-            anomalies.append(anomaly)
-    return features, anomalies
+            out.anomalies.append(anomaly)
+        if forecaster is not None and forecaster.applies_to(feat):
+            _, forecast = forecaster.update(forecast_states.setdefault(sid, forecaster.init_state()), feat)
+            if forecast is not None:
+                out.forecasts.append(forecast)
+    return out

@@ -1,10 +1,11 @@
-"""The streaming job: telemetry from Kafka -> event-time window features -> robust z-score -> Kafka.
+"""The streaming job: telemetry from Kafka -> event-time window features -> scoring and forecasts -> Kafka.
 
-    augur.telemetry.v1 --parse/validate--> watermarks --> tumbling windows per series --> features --> scoring
-          |                                                    |                             |            |
-          +-- bad input ----------------------+--- late -------+                  augur.features.v1  augur.anomalies.v1
-                                              v
-                                     augur.deadletter.v1
+    augur.telemetry.v1 -parse/validate-> watermarks -> tumbling windows per series -> features -+-> scoring
+          |                                                  |                           |       |       |
+          +-- bad input --------------------+--- late -------+                           |       |   augur.anomalies.v1
+                                            v                                            |       +-> forecasts (series
+                                   augur.deadletter.v1                    augur.features.v1      |   with a capacity)
+                                                                                                 augur.forecasts.v1
 
 Runs on the embedded Flink mini-cluster by default (``augur stream``).
 """
@@ -37,7 +38,12 @@ def kafka_sink_ddl(table: str, topic: str, bootstrap: str) -> str:
 def telemetry_source_ddl(cfg: Config, bounded: bool) -> str:
     """The raw telemetry source. Event time is read from the JSON on the JVM, per Kafka partition, so watermarks
     advance per partition; a record without a usable ``ts``, or one stamped beyond the allowed clock skew, gets
-    event time 0 and cannot move the watermark (the parse step then dead-letters it with its reason)."""
+    event time 0 and cannot move the watermark (the parse step then dead-letters it with its reason).
+
+    Fetches per partition are kept small: the source emits one partition's fetched batch at a time, and while a
+    slow (Python) pipeline drains a large batch of one partition the others emit nothing; past the idle timeout
+    they would be marked idle, the watermark would jump ahead with the busy partition, and their records would
+    arrive late. Small batches keep every partition's turn well inside the idle timeout."""
     ts = "TRY_CAST(JSON_VALUE(v, '$.ts') AS BIGINT)"
     skew = cfg["stream.max-future-skew-ms"]
     ooo_s = cfg["stream.out-of-orderness-ms"] / 1000.0
@@ -61,6 +67,7 @@ def telemetry_source_ddl(cfg: Config, bounded: bool) -> str:
           'properties.bootstrap.servers' = '{cfg["kafka.bootstrap-servers"]}',
           'properties.group.id' = '{cfg["stream.consumer-group"]}',
           'properties.auto.offset.reset' = 'earliest',
+          'properties.max.partition.fetch.bytes' = '{cfg["stream.max-partition-fetch-bytes"]}',
           {startup}
           {bounded_opt}
           'value.format' = 'raw'
@@ -97,11 +104,16 @@ def build(env, cfg: Config, bounded: bool = False):
     anomalies = (features.key_by(lambda f: f["series_id"], key_type=Types.STRING())
                  .process(fn.ScoreFeatures(values), output_type=fn.KEYED_JSON)
                  .uid("score-robust-z").name("score-robust-z"))
+    forecasts = (features.filter(fn.Forecaster.applies_to)
+                 .key_by(lambda f: f["series_id"], key_type=Types.STRING())
+                 .process(fn.ForecastResources(values), output_type=fn.KEYED_JSON)
+                 .uid("forecast-resources").name("forecast-resources"))
     feature_rows = features.map(fn.features_row, output_type=fn.KEYED_JSON).uid("features-json")
 
     statements = t_env.create_statement_set()
     for table, topic, stream in (("features_sink", topics.FEATURES, feature_rows),
                                  ("anomalies_sink", topics.ANOMALIES, anomalies),
+                                 ("forecasts_sink", topics.FORECASTS, forecasts),
                                  ("deadletter_sink", topics.DEADLETTER, rejected.union(late))):
         t_env.execute_sql(kafka_sink_ddl(table, topic.name, cfg["kafka.bootstrap-servers"]))
         statements.add_insert(table, t_env.from_data_stream(stream))

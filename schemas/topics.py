@@ -11,18 +11,24 @@ class Topic:
     partitions: int
     key: str  # what the Kafka key holds
     doc: str
+    configs: tuple[tuple[str, str], ...] = ()  # topic-level broker settings ensure_topics applies
 
     @property
     def schema_file(self) -> str:
         return f"{self.name}.json"
 
 
+# Jobs write derived records stamped with their event time, which for backfills and replays can be long past: a
+# time-based retention would delete them on arrival. Derived topics keep records by their arrival time instead
+# (event time is in every payload).
+BY_ARRIVAL = (("message.timestamp.type", "LogAppendTime"),)
+
 TELEMETRY = Topic("augur.telemetry.v1", 6, "series_id", "aggregated samples from collectors and generators")
 EVENTS = Topic("augur.events.v1", 3, "host", "discrete host events (exec, exit, oom_kill, injected faults)")
-FEATURES = Topic("augur.features.v1", 6, "series_id", "per-series event-time window features")
-ANOMALIES = Topic("augur.anomalies.v1", 3, "series_id", "anomalous windows with scores and explanations")
-FORECASTS = Topic("augur.forecasts.v1", 3, "series_id", "resource exhaustion forecasts and retractions")
-DEADLETTER = Topic("augur.deadletter.v1", 1, "reason", "inputs that could not be used, with the reason")
+FEATURES = Topic("augur.features.v1", 6, "series_id", "per-series event-time window features", BY_ARRIVAL)
+ANOMALIES = Topic("augur.anomalies.v1", 3, "series_id", "anomalous windows with scores and explanations", BY_ARRIVAL)
+FORECASTS = Topic("augur.forecasts.v1", 3, "series_id", "resource exhaustion forecasts and retractions", BY_ARRIVAL)
+DEADLETTER = Topic("augur.deadletter.v1", 1, "reason", "inputs that could not be used, with the reason", BY_ARRIVAL)
 
 ALL: tuple[Topic, ...] = (TELEMETRY, EVENTS, FEATURES, ANOMALIES, FORECASTS, DEADLETTER)
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 
 from augur.config import Config
 from schemas import codec, topics
-from tests.ebpf_support import bpf_prog_fds, require_ebpf
+from tests.ebpf_support import bpf_prog_fds, loop_mounted_ext4, require_ebpf
 
 pytestmark = pytest.mark.ebpf
 CFG = Config()
@@ -202,16 +201,8 @@ def test_oom_kill_in_a_memory_limited_cgroup_is_reported():
 
 @pytest.fixture
 def loop_fs(tmp_path):
-    if not shutil.which("mkfs.ext4"):
-        pytest.skip("mkfs.ext4 is not installed")
-    image, mnt = tmp_path / "fs.img", tmp_path / "mnt"
-    mnt.mkdir()
-    with open(image, "wb") as f:
-        f.truncate(64 << 20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    yield mnt
-    subprocess.run(["umount", str(mnt)], check=False)
+    with loop_mounted_ext4(tmp_path, 64) as mnt:
+        yield mnt
 
 
 def test_filesystem_usage_of_a_loop_mounted_image_matches_statvfs(loop_fs):

@@ -19,6 +19,28 @@ def test_topics_have_their_declared_partition_counts(bootstrap):
     assert describe_partitions(bootstrap) == {t.name: t.partitions for t in topics.ALL}
 
 
+def test_derived_topics_keep_records_by_arrival_not_by_their_old_event_time(bootstrap):
+    """A backfill's features are stamped with last year's event time; time retention must not delete them."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    from jobs import steps
+    from schemas import codec
+    old = 1_600_000_000_000  # 2020
+    ensure_topics(bootstrap)  # applies the settings to topics that already exist too
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    key, value = steps.deadletter(codec.Rejected("malformed", "retention probe"), b"probe", old)
+    meta = producer.send(topics.DEADLETTER.name, value.encode(), key.encode(), timestamp_ms=old).get(timeout=15)
+    producer.close()
+    assert meta.timestamp > old + 10 ** 11  # the broker stamped it on arrival (-1 would mean CreateTime)
+    cons = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=5000)
+    tp = TopicPartition(topics.DEADLETTER.name, meta.partition)
+    cons.assign([tp])
+    cons.seek(tp, meta.offset)
+    msg = next(iter(cons))
+    cons.close()
+    assert msg.timestamp_type == 1 and msg.timestamp == meta.timestamp
+
+
 def test_up_is_idempotent_on_a_running_broker(kafka_broker):
     pid = kafka_broker.status().pid
     again = KafkaBroker(kafka_broker.port, kafka_broker.controller_port, state_dir=kafka_broker.state_dir).up()

@@ -9,7 +9,7 @@ from tests.test_schemas import reference_validator
 
 def test_reference_pipeline_finds_the_fault_and_nothing_else():
     sc = cpu_hog_scenario()
-    feats, anomalies = reference.run(sc.samples(), 60_000, steps.RobustScorer.from_config(Config()))
+    feats, anomalies, _ = reference.run(sc.samples(), 60_000, steps.RobustScorer.from_config(Config()))
     assert len(feats) == 36 * 5 * 60  # 36 series x 300 one-minute windows
     on_fault_host = [a for a in anomalies if a["host"] == sc.fault.host]
     assert any(in_fault_window(a, sc.fault) and a["metric"] in sc.fault.metrics for a in on_fault_host)
@@ -19,7 +19,7 @@ def test_reference_pipeline_finds_the_fault_and_nothing_else():
 
 def test_output_records_honour_the_published_contracts():
     sc = cpu_hog_scenario(hours=4)
-    feats, anomalies = reference.run(sc.samples(), 60_000, steps.RobustScorer.from_config(Config()))
+    feats, anomalies, _ = reference.run(sc.samples(), 60_000, steps.RobustScorer.from_config(Config()))
     assert anomalies
     for topic, records in ((topics.FEATURES, feats[:2000]), (topics.ANOMALIES, anomalies)):
         ref = reference_validator(topic.name)

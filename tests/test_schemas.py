@@ -1,10 +1,8 @@
 """The message contracts: the codec enforces the JSON Schemas, and rejects bad input with the right reason."""
 
-import copy
 import json
 
 import jsonschema
-import numpy as np
 import pytest
 from referencing import Registry, Resource
 
@@ -21,7 +19,12 @@ def _registry() -> Registry:
 
 def reference_validator(topic: str) -> jsonschema.Draft7Validator:
     """jsonschema on the schema files as published (references resolved by a registry, not by our inlining)."""
-    schema = json.loads((codec.SCHEMA_DIR / topics.BY_NAME[topic].schema_file).read_text())
+    return schema_file_validator(topics.BY_NAME[topic].schema_file)
+
+
+def schema_file_validator(filename: str) -> jsonschema.Draft7Validator:
+    schema = json.loads((codec.SCHEMA_DIR / filename).read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
     return jsonschema.Draft7Validator(schema, registry=_registry())
 
 

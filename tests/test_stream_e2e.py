@@ -21,8 +21,9 @@ from augur.consume import read_all
 from augur.timeparse import now_ms
 from collectors.output import KafkaOutput
 from jobs import reference, steps
-from schemas import codec, topics
-from tests.scenarios import H, cpu_hog_scenario, in_fault_window
+from jobs.forecasting import Forecaster
+from schemas import topics
+from tests.scenarios import FAST_FORECAST, H, cpu_hog_and_disk_fill_scenario, in_fault_window
 from tests.test_schemas import reference_validator
 
 pytestmark = [pytest.mark.kafka, pytest.mark.flink, pytest.mark.slow]
@@ -58,7 +59,7 @@ def job(bootstrap, tmp_path_factory):
     sets = {"kafka.bootstrap-servers": bootstrap, "stream.consumer-group": f"e2e-{uuid.uuid4().hex[:8]}",
             "stream.start-from": str(now_ms()), "stream.checkpoint-dir": str(tmp / "checkpoints"),
             "stream.checkpoint-interval-ms": "5000", "stream.window-size-ms": str(WINDOW_MS),
-            "stream.out-of-orderness-ms": str(OUT_OF_ORDERNESS_MS)}
+            "stream.out-of-orderness-ms": str(OUT_OF_ORDERNESS_MS), **{k: str(v) for k, v in FAST_FORECAST.items()}}
     cmd = [sys.executable, "-m", "jobs.stream_job"] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
@@ -76,7 +77,7 @@ def job(bootstrap, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scenario():
-    return cpu_hog_scenario(hours=5)
+    return cpu_hog_and_disk_fill_scenario(hours=5)
 
 
 @pytest.fixture(scope="module")
@@ -87,15 +88,18 @@ def streamed(job, bootstrap, scenario):
             out.write(s)
     assert out.dropped == 0
     last_closable = scenario.end - WINDOW_MS  # the final window stays open: nothing later moves the watermark
+    n_series = len({(s["host"], s["metric"], str(sorted(s["attrs"].items()))) for s in scenario.samples(
+        scenario.end - WINDOW_MS, scenario.end)})
     features = wait_for(lambda: (f := read_all(bootstrap, topics.FEATURES, idle_s=1.0)) and
-                        max(x["window_end"] for x in f) >= last_closable and f,
-                        300, "features of the last closable window", job)
+                        sum(x["window_end"] >= last_closable for x in f) >= n_series and f,
+                        600, "features of the last closable window of every series", job)
     anomalies = read_all(bootstrap, topics.ANOMALIES, idle_s=1.0)
-    return features, anomalies
+    forecasts = read_all(bootstrap, topics.FORECASTS, idle_s=1.0)
+    return features, anomalies, forecasts
 
 
 def test_anomaly_for_the_faulty_host_inside_the_fault_window_and_none_elsewhere(streamed, scenario):
-    _, anomalies = streamed
+    _, anomalies, _ = streamed
     fault = scenario.fault
     assert any(a["host"] == fault.host and a["metric"] in fault.metrics and in_fault_window(a, fault)
                for a in anomalies), anomalies[:5]
@@ -103,9 +107,10 @@ def test_anomaly_for_the_faulty_host_inside_the_fault_window_and_none_elsewhere(
 
 
 def test_flink_output_equals_the_reference_pipeline(streamed, scenario):
-    features, anomalies = streamed
-    ref_features, ref_anomalies = reference.run(scenario.samples(), WINDOW_MS,
-                                                steps.RobustScorer.from_config(Config()))
+    features, anomalies, forecasts = streamed
+    ref_features, ref_anomalies, ref_forecasts = reference.run(
+        scenario.samples(), WINDOW_MS, steps.RobustScorer.from_config(Config()),
+        Forecaster.from_config(Config(FAST_FORECAST)))
     closed = {(f["series_id"], f["window_start"]) for f in features}
     assert len(closed) == len(features), "a feature window was emitted twice"
     expected = {(f["series_id"], f["window_start"]): f for f in ref_features
@@ -116,11 +121,29 @@ def test_flink_output_equals_the_reference_pipeline(streamed, scenario):
     expected_anomalies = sorted((a["series_id"], a["window_start"], a["score"]) for a in ref_anomalies
                                 if (a["series_id"], a["window_start"]) in closed)
     assert sorted((a["series_id"], a["window_start"], a["score"]) for a in anomalies) == expected_anomalies
+    last_closed = max(f["window_end"] for f in features)
+    by_key = lambda r: (r["series_id"], r["ts"], r["state"])  # noqa: E731
+    assert sorted(forecasts, key=by_key) == sorted((r for r in ref_forecasts if r["ts"] < last_closed), key=by_key)
+
+
+def test_forecast_raised_while_the_disk_fills_and_retracted_after_cleanup(streamed, scenario):
+    *_, forecasts = streamed
+    fill = scenario.other_faults[0]
+    assert forecasts and {r["host"] for r in forecasts} == {fill.host}
+    disk = [r for r in forecasts if r["metric"] == "system.filesystem.usage"]
+    assert disk == forecasts
+    first = disk[0]
+    assert first["state"] == "active" and fill.start_ms < first["ts"] < fill.end_ms
+    # raised before the disk would be full at the fill rate, with bounds around the prediction
+    assert first["ts"] < first["exhaustion_lower_ts"] <= first["exhaustion_ts"] <= first["exhaustion_upper_ts"]
+    assert disk[-1]["state"] == "retracted" and disk[-1]["ts"] >= fill.end_ms
 
 
 def test_outputs_validate_against_the_published_schemas(streamed):
-    features, anomalies = streamed
-    for topic, recs in ((topics.FEATURES, features[:3000]), (topics.ANOMALIES, anomalies)):
+    features, anomalies, forecasts = streamed
+    assert forecasts
+    for topic, recs in ((topics.FEATURES, features[:3000]), (topics.ANOMALIES, anomalies),
+                        (topics.FORECASTS, forecasts)):
         validator = reference_validator(topic.name)
         for rec in recs:
             assert validator.is_valid(rec)

@@ -11,6 +11,12 @@ def _overhead(argv: list[str]) -> int:
     return main(argv)
 
 
+def _forecast(argv: list[str]) -> int:
+    from augur.bench.forecast import main
+    return main(argv)
+
+
 BENCHMARKS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "overhead": (_overhead, "collectors' cost on a loopback HTTP workload (nginx + wrk), with vs without"),
+    "forecast": (_forecast, "exhaustion forecasts vs node-exporter's predict_linear rule on the scenario suite"),
 }
