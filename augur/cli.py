@@ -184,6 +184,11 @@ def cmd_stream(args) -> int:
     return stream_job.main(argv)
 
 
+def cmd_backfill(args) -> int:
+    from jobs import backfill
+    return backfill.main(list(args.backfill_args))
+
+
 def cmd_tail(args) -> int:
     from augur.tail import tail
     cfg = _config(args)
@@ -277,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_args", nargs=argparse.REMAINDER, help="passed to the job (e.g. --bounded)")
     p.set_defaults(func=cmd_stream)
 
+    p = sub.add_parser("backfill", add_help=False,
+                       help="re-run features, scores and forecasts over history on Apache Beam (backfill --help)")
+    p.add_argument("backfill_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_backfill)
+
     p = sub.add_parser("tail", parents=[common], help="follow an output topic (anomalies, features, deadletter...)")
     p.add_argument("topic", help=f"one of {', '.join(topics.BY_SHORT_NAME)} or a full topic name")
     p.add_argument("--from-beginning", action="store_true")
@@ -290,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_act)
 
     p = sub.add_parser("bench", help="run a benchmark (augur bench NAME --help)")
-    p.add_argument("name", nargs="?", default="", help="overhead, forecast")
+    p.add_argument("name", nargs="?", default="", help="overhead, forecast, backfill")
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_bench)
 
@@ -302,7 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PASSTHROUGH = {"backfill": "jobs.backfill"}  # subcommands whose arguments (--help too) belong to the job
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in PASSTHROUGH:
+        import importlib
+        return importlib.import_module(PASSTHROUGH[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -47,6 +47,13 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on right now (for brokers started beside a developer's own)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

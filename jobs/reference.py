@@ -8,6 +8,7 @@ from typing import Iterable, NamedTuple
 
 from jobs import steps
 from jobs.forecasting import Forecaster
+from jobs.series_runner import SeriesRunner
 from schemas import series
 
 
@@ -25,17 +26,12 @@ def run(samples: Iterable[dict], window_ms: int, scorer: steps.RobustScorer,
         sid = series.series_id(s["host"], s["metric"], s["attrs"])
         windows[(sid, s["ts"] - s["ts"] % window_ms)].append(s)
     out = Outputs([], [], [])
-    states: dict[str, object] = {}
-    forecast_states: dict[str, object] = {}
+    runner = SeriesRunner(window_ms, scorer, forecaster)
     for (sid, start) in sorted(windows, key=lambda k: (k[1], k[0])):
-        feat = steps.features_record(sid, start, start + window_ms, windows[(sid, start)])
-        out.features.append(feat)
-        state = states.setdefault(sid, scorer.init_state())
-        anomaly = scorer.score(state, feat)
+        feature, anomaly, forecast = runner.close_window(sid, start, windows[(sid, start)])
+        out.features.append(feature)
         if anomaly is not None:
             out.anomalies.append(anomaly)
-        if forecaster is not None and forecaster.applies_to(feat):
-            _, forecast = forecaster.update(forecast_states.setdefault(sid, forecaster.init_state()), feat)
-            if forecast is not None:
-                out.forecasts.append(forecast)
+        if forecast is not None:
+            out.forecasts.append(forecast)
     return out

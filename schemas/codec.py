@@ -82,7 +82,7 @@ def validate(topic_name: str, record: Any) -> None:
         _validator(topic_name)(record)
     except fastjsonschema.JsonSchemaValueException as e:
         raise Rejected("schema_violation", e.message, _event_ts(record)) from None
-    bad = _first_non_finite(record)
+    bad = _first_non_finite(record) if _has_non_finite(record) else None
     if bad is not None:
         raise Rejected("non_finite", f"{bad} is not a finite number", _event_ts(record))
 
@@ -128,6 +128,17 @@ def deadletter_record(rejected: Rejected, payload: bytes | str, source_topic: st
 def _event_ts(record: dict) -> int | None:
     ts = record.get("ts")
     return ts if isinstance(ts, int) and not isinstance(ts, bool) else None
+
+
+def _has_non_finite(node: Any) -> bool:
+    """The quick scan (no paths built): JSON parsers turn out-of-range numbers such as 1e999 into infinities."""
+    if isinstance(node, float):
+        return not math.isfinite(node)
+    if isinstance(node, dict):
+        node = node.values()
+    elif not isinstance(node, list):
+        return False
+    return any(_has_non_finite(v) for v in node if not isinstance(v, (int, str)))
 
 
 def _first_non_finite(node: Any, path: str = "$") -> str | None:

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from infra.kafka_broker import free_port  # noqa: F401  (tests import it from here)
 
 
 @pytest.fixture(scope="session")

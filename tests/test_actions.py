@@ -162,7 +162,7 @@ def test_act_consumes_forecasts_from_kafka(tmp_path, bootstrap, webhook):
         out.write_raw(sid.encode(), b"{not json")
     cfg = Config({"kafka.bootstrap-servers": bootstrap, "actions.dry-run": "false", "actions.webhook-url": url,
                   "actions.on": "forecasts", "actions.audit-file": str(tmp_path / "audit.jsonl"),
-                  "actions.consumer-group": f"act-{sid}"})
+                  "actions.consumer-group": f"act-{sid}", "actions.max-per-minute": "100000"})
     seen = []
     actions.run(cfg, stop_after_s=8, on_audit=seen.append)
     mine = [x for x in seen if x["trigger"].get("series_id") == sid]

@@ -1,0 +1,90 @@
+"""The Parquet archive layout: records of one kind, partitioned by UTC date and host.
+
+    ROOT/<kind>/date=YYYY-MM-DD/host=<host>/<name>.parquet      columns: ts (int64), series_id, record (JSON)
+
+``kind`` is ``telemetry``, ``features``, ``anomalies``, ``forecasts`` or ``deadletter``. The record column holds
+the message exactly as on its Kafka topic (the JSON Schemas in ``schemas/json`` are the contract); the other
+columns exist to filter without parsing. The backfill reads ``telemetry`` partitions and writes the others with
+:func:`replace_range`, which rewrites only the rows of the backfilled time range.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator
+from urllib.parse import quote, unquote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA = pa.schema([("ts", pa.int64()), ("series_id", pa.string()), ("record", pa.string())])
+KINDS = ("telemetry", "features", "anomalies", "forecasts", "deadletter")
+DAY_MS = 86_400_000
+
+
+def date_of(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+def partition_dir(root: Path, kind: str, date: str, host: str) -> Path:
+    return Path(root) / kind / f"date={date}" / f"host={quote(host, safe='')}"
+
+
+def partitions(root: Path, kind: str) -> Iterator[tuple[str, str, Path]]:
+    """``(date, host, dir)`` of every partition of ``kind``, in date then host order."""
+    base = Path(root) / kind
+    if not base.is_dir():
+        return
+    for ddir in sorted(base.glob("date=*")):
+        for hdir in sorted(ddir.glob("host=*")):
+            yield ddir.name[5:], unquote(hdir.name[5:]), hdir
+
+
+def write_rows(directory: Path, rows: list[tuple[int, str, str]], name: str | None = None) -> Path:
+    """Write ``(ts, series_id, record_json)`` rows as one Parquet file (atomically: temp file, then rename)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / (name or f"part-{uuid.uuid4().hex[:12]}.parquet")
+    tmp = directory / f".{path.name}.tmp"
+    table = pa.table({"ts": [r[0] for r in rows], "series_id": [r[1] for r in rows],
+                      "record": [r[2] for r in rows]}, schema=SCHEMA)
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+    return path
+
+
+def read_rows(path: Path, batch_rows: int = 65_536) -> Iterator[tuple[int, str, str]]:
+    """Rows of one file, a batch at a time (bounded memory). Raises ``pyarrow.ArrowInvalid``/``OSError`` if corrupt."""
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=["ts", "series_id", "record"]):
+        cols = batch.to_pydict()
+        yield from zip(cols["ts"], cols["series_id"], cols["record"])
+
+
+def write_archive(root: Path, kind: str, records: Iterable[tuple[int, str, str, str]]) -> list[Path]:
+    """Write ``(ts, host, series_id, record_json)`` into date/host partitions (one new file per partition)."""
+    groups: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+    for ts, host, sid, rec in records:
+        groups.setdefault((date_of(ts), host), []).append((ts, sid, rec))
+    return [write_rows(partition_dir(root, kind, d, h), rows) for (d, h), rows in sorted(groups.items())]
+
+
+def replace_range(root: Path, kind: str, date: str, host: str, new_files: list[Path], start_ms: int,
+                  end_ms: int) -> int:
+    """Make the partition hold its old rows outside ``[start_ms, end_ms)`` plus the rows of ``new_files``.
+
+    The result is written as one new file, then the old files are removed, so a re-run of the same range leaves
+    exactly one copy of its rows. Returns the partition's row count.
+    """
+    pdir = partition_dir(root, kind, date, host)
+    old = sorted(pdir.glob("*.parquet")) if pdir.is_dir() else []
+    rows = [r for f in old for r in read_rows(f) if not start_ms <= r[0] < end_ms]
+    rows += [r for f in new_files for r in read_rows(f)]
+    rows.sort(key=lambda r: (r[0], r[1]))
+    written = write_rows(pdir, rows)
+    for f in old:
+        if f != written:
+            f.unlink()
+    return len(rows)
