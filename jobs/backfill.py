@@ -262,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="*", help="archive folder(s) and/or .jsonl[.gz]/.parquet files")
     parser.add_argument("--kafka-topic", help="read a bounded range of this topic instead (needs --from, --to)")
-    parser.add_argument("--from", dest="start", help="event-time start (inclusive): ISO time, epoch ms, now-1d")
-    parser.add_argument("--to", dest="end", help="event-time end (exclusive)")
+    parser.add_argument("--from", dest="start", help="event-time start (inclusive): ISO time, epoch ms, now-1d; "
+                        "with --kafka-topic, the Kafka record time the range of offsets starts at")
+    parser.add_argument("--to", dest="end",
+                        help="event-time end (exclusive); with --kafka-topic, the record time the offsets end at")
     parser.add_argument("--output", "-o", help="archive folder to write features/anomalies/forecasts/deadletter to")
     parser.add_argument("--to-kafka", action="store_true", help="also produce the results to the output topics")
     parser.add_argument("--on-corrupt", choices=["fail", "skip"], default="fail",
@@ -297,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output) if args.output else None
     staging = output / "_staging" / uuid.uuid4().hex[:12] if output else None
     bootstrap_out = cfg["kafka.bootstrap-servers"] if args.to_kafka else None
+    if args.kafka_topic:
+        start = end = None  # --from/--to chose the offsets (by Kafka record time), not an event-time filter
     t0 = time.monotonic()
     try:
         stats = run_pipeline(plan, cfg, staging, bootstrap_out, args.on_corrupt, start, end, beam_args)

@@ -93,10 +93,12 @@ def streamed(job, bootstrap, scenario):
     features = wait_for(lambda: (f := read_all(bootstrap, topics.FEATURES, idle_s=1.0)) and
                         sum(x["window_end"] >= last_closable for x in f) >= n_series and f,
                         600, "features of the last closable window of every series", job)
-    anomalies = read_all(bootstrap, topics.ANOMALIES, idle_s=1.0)
-    # other tests put deliberately broken triggers on the forecasts topic (test_actions); the job's own records
-    # are all compared with the reference below, so a broken one of the job's would still fail the tests
-    forecasts = read_all(bootstrap, topics.FORECASTS, idle_s=1.0, strict=False)
+    # other tests put their own records (and deliberately broken ones) on the shared output topics (test_actions):
+    # keep this scenario's hosts; the job's records are all compared with the reference, so a broken one of the
+    # job's would still fail the tests
+    hosts = set(scenario.gen.host_names)
+    anomalies = [r for r in read_all(bootstrap, topics.ANOMALIES, idle_s=1.0) if r["host"] in hosts]
+    forecasts = [r for r in read_all(bootstrap, topics.FORECASTS, idle_s=1.0, strict=False) if r["host"] in hosts]
     return features, anomalies, forecasts
 
 
