@@ -219,14 +219,16 @@ def run_pipeline(plan: Plan, cfg: Config, staging: Path | None, bootstrap_out: s
 
 
 def commit(staging: Path, output: Path, stats: list[ShardStats]) -> dict[str, int]:
-    """Move staged rows into the output archive, replacing the time range this run produced per kind."""
-    spans: dict[str, list[int]] = {}
-    for s in stats:
-        for kind, (lo, hi) in s.out_ts.items():
-            span = spans.setdefault(kind, [lo, hi])
-            span[0], span[1] = min(span[0], lo), max(span[1], hi)
+    """Move staged rows into the output archive, replacing the time range this run produced.
+
+    The range (from the earliest to the latest output time of any kind) is replaced for every kind, so a kind
+    this run no longer produces in the range (a forecast that is not raised any more) leaves no stale rows."""
+    spans = [span for s in stats for span in s.out_ts.values()]
+    if not spans:
+        return {}
+    lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
     rows = {}
-    for kind, (lo, hi) in spans.items():
+    for kind in KIND_TOPIC:
         staged: dict[tuple[str, str], list[Path]] = {}
         for date, host, pdir in archive.partitions(staging, kind):
             staged[(date, host)] = sorted(pdir.glob("*.parquet"))
@@ -234,8 +236,9 @@ def commit(staging: Path, output: Path, stats: list[ShardStats]) -> dict[str, in
         for date, host, _ in archive.partitions(output, kind):
             if archive.date_of(lo) <= date <= archive.date_of(hi):
                 staged.setdefault((date, host), [])
-        rows[kind] = sum(archive.replace_range(output, kind, d, h, files, lo, hi + 1)
-                         for (d, h), files in sorted(staged.items()))
+        if staged:
+            rows[kind] = sum(archive.replace_range(output, kind, d, h, files, lo, hi + 1)
+                             for (d, h), files in sorted(staged.items()))
     return rows
 
 

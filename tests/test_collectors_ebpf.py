@@ -148,11 +148,15 @@ def test_cpu_time_of_a_busy_process_and_runqueue_latency():
                                    f"import time, ctypes\nctypes.CDLL(None).prctl(15, b'{name}', 0, 0, 0)\n"
                                    "t = time.process_time()\nwhile time.process_time() - t < 1.0: pass"])
                  for _ in range(3)]
+        truth = 0.0  # what the kernel charged the three processes, start-up and exit included
         for p in procs:
-            p.wait()
+            _, _, usage = os.wait4(p.pid, 0)
+            p.returncode = 0
+            truth += usage.ru_utime + usage.ru_stime
         out = valid(c.collect(1, 1000))
         burned = total(out, "process.cpu.time", **{"process.executable.name": name})
-        assert burned == pytest.approx(3.0, rel=0.15)
+        assert truth >= 3.0
+        assert burned == pytest.approx(truth, rel=0.1)
         runq = by_metric(out, "ebpf.runqueue.latency")
         assert runq and runq[0]["hist"]["count"] > 0
         assert total(out, "ebpf.cgroup.cpu.time") >= burned
