@@ -46,7 +46,9 @@ def partitions(root: Path, kind: str) -> Iterator[tuple[str, str, Path]]:
 def write_rows(directory: Path, rows: list[tuple[int, str, str]], name: str | None = None) -> Path:
     """Write ``(ts, series_id, record_json)`` rows as one Parquet file (atomically: temp file, then rename)."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / (name or f"part-{uuid.uuid4().hex[:12]}.parquet")
+    # default names sort by their first row's time, so a partition's files read in name order are in time order
+    first = min((r[0] for r in rows), default=0)
+    path = directory / (name or f"part-{first:016d}-{uuid.uuid4().hex[:8]}.parquet")
     tmp = directory / f".{path.name}.tmp"
     table = pa.table({"ts": [r[0] for r in rows], "series_id": [r[1] for r in rows],
                       "record": [r[2] for r in rows]}, schema=SCHEMA)

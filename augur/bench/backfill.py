@@ -89,14 +89,15 @@ def stream_rate(archive_root: Path, minutes: float) -> tuple[float, int]:
 
     run = Path(paths.run_dir()) / f"bench-backfill-{uuid.uuid4().hex[:6]}"
     broker = KafkaBroker(free_port(), free_port(), 512, state_dir=run / "kafka")
-    samples, sample_ts = [], []
+    samples, sample_ts, sids = [], [], set()
     end = START + int(minutes * 60_000)
     for _, _, pdir in archive.partitions(archive_root, "telemetry"):
         for f in sorted(pdir.glob("*.parquet")):
-            for ts, _, rec in archive.read_rows(f):
+            for ts, sid, rec in archive.read_rows(f):
                 if ts < end:
                     samples.append(rec)
                     sample_ts.append(ts)
+                    sids.add(sid)
     bootstrap = broker.up().bootstrap
     ensure_topics(bootstrap)
     job = None
@@ -112,19 +113,17 @@ def stream_rate(archive_root: Path, minutes: float) -> tuple[float, int]:
         with KafkaOutput(topics.TELEMETRY, bootstrap, client_id="bench", validate=False) as out:
             for i in order:
                 out.write_raw(None, samples[i].encode())
-        # done when the features stop coming (the last windows stay open without later data)
-        count, changed = 0, time.monotonic()
-        deadline = changed + 3600
-        while time.monotonic() < deadline and (count == 0 or time.monotonic() - changed < 20):
+        # done when every series' last closable window is out (the final window stays open without later data)
+        closable = end - 60_000
+        deadline = time.monotonic() + 3600
+        while time.monotonic() < deadline:
             if job.poll() is not None:
                 raise RuntimeError(f"the streaming job exited: see {run / 'job.log'}")
-            feats = read_all(bootstrap, topics.FEATURES)
-            if len(feats) != count:
-                count, changed = len(feats), time.monotonic()
-                covered = max(f["window_end"] for f in feats)
+            if sum(f["window_end"] >= closable for f in read_all(bootstrap, topics.FEATURES)) >= len(sids):
+                break
             time.sleep(1)
-        points = sum(1 for ts in sample_ts if ts < covered)
-        return points / (changed - t0), points
+        points = sum(1 for ts in sample_ts if ts < closable)
+        return points / (time.monotonic() - t0), points
     finally:
         if job is not None:
             os.killpg(job.pid, 15)
