@@ -121,9 +121,8 @@ def score(scenario: ResourceScenario, tl: Timeline, horizon_ms: int) -> Outcome:
     retract = None
     if scenario.stops_growing_at_h is not None:
         stop = scenario.start_ms + scenario.stops_growing_at_h * H
-        ends = [e for s, e in eps if e > stop and e < int(tl.t[-1])]
-        still = any(e >= int(tl.t[-1]) for _, e in eps) and bool(tl.raised[-1])
-        retract = math.inf if still else ((ends[0] - stop) / H if ends else 0.0)
+        ends = [e for _, e in eps if stop < e < int(tl.t[-1])]
+        retract = math.inf if tl.raised[-1] else ((ends[0] - stop) / H if ends else 0.0)
     days = (tl.t[-1] - tl.t[0]) / (24 * H) if len(tl.t) else scenario.days
     return Outcome(scenario.name, lead, missed, false, days, errors, retract)
 

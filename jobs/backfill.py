@@ -121,8 +121,7 @@ def process_shard(shard: Shard, cfg: Config, staging: Path | None, bootstrap_out
     hosts: dict[str, str] = {}
 
     def dead(rejected: codec.Rejected, raw) -> None:
-        key, text = steps.deadletter(rejected, raw, now_ms())
-        rec = json.loads(text)
+        rec = steps.deadletter_record(rejected, raw, now_ms())
         stats.deadletter[rec["reason"]] = stats.deadletter.get(rec["reason"], 0) + 1
         ts = rec.get("event_ts") or start_ms or 0
         sink.add("deadletter", ts, "_unknown", "", rec)
@@ -155,16 +154,15 @@ def process_shard(shard: Shard, cfg: Config, staging: Path | None, bootstrap_out
             stats.points += 1
             start = ts - ts % window
             if start < closed_before:
-                dead(codec.Rejected("late", "arrived after its window had closed (event time older than the "
-                                    "watermark minus the allowed lateness)", ts), raw)
+                dead(steps.late(ts), raw)
                 continue
             hosts[sid] = rec["host"]
             open_windows.setdefault(start, {}).setdefault(sid, []).append(rec)
             if max_ts is None or ts > max_ts:
                 max_ts = ts
                 watermark = max_ts - hold
-                # a window [s, s + W) closes once the watermark reaches its last millisecond
-                limit = watermark - window + 2  # the stream fires [s, s + W) when the watermark reaches s + W - 1
+                # as in the stream, [s, s + W) closes once the watermark reaches its last millisecond s + W - 1
+                limit = watermark - window + 2
                 if limit > closed_before:
                     closed_before = limit
                     close_until(limit)

@@ -33,17 +33,27 @@ def parse_telemetry(raw: bytes | str, now_ms: int, cfg: Config) -> tuple[str, di
     return series.series_id(record["host"], record["metric"], record["attrs"]), record
 
 
+def deadletter_record(rejected: codec.Rejected, payload: bytes | str, now_ms: int,
+                      source_topic: str = topics.TELEMETRY.name) -> dict:
+    """The dead-letter record for a rejected input."""
+    return codec.deadletter_record(rejected, payload, source_topic, now_ms, JOB_PRODUCER["instance"], JOB_PRODUCER)
+
+
 def deadletter(rejected: codec.Rejected, payload: bytes | str, now_ms: int,
                source_topic: str = topics.TELEMETRY.name) -> tuple[str, str]:
     """``(key, json)`` of the dead-letter record for a rejected input."""
-    rec = codec.deadletter_record(rejected, payload, source_topic, now_ms, JOB_PRODUCER["instance"], JOB_PRODUCER)
+    rec = deadletter_record(rejected, payload, now_ms, source_topic)
     return rec["reason"], codec.encode(topics.DEADLETTER.name, rec, check=False).decode()
 
 
+def late(event_ts: int) -> codec.Rejected:
+    """The rejection of a sample whose window has already closed."""
+    return codec.Rejected("late", "arrived after its window had closed (event time older than the watermark "
+                          "minus the allowed lateness)", event_ts)
+
+
 def late_deadletter(record: dict, now_ms: int) -> tuple[str, str]:
-    rejected = codec.Rejected("late", "arrived after its window had closed (event time older than the watermark "
-                              "minus the allowed lateness)", record["ts"])
-    return deadletter(rejected, codec.encode(topics.TELEMETRY.name, record, check=False), now_ms)
+    return deadletter(late(record["ts"]), codec.encode(topics.TELEMETRY.name, record, check=False), now_ms)
 
 
 def features_record(sid: str, window_start: int, window_end: int, samples: list[dict]) -> dict:

@@ -82,7 +82,7 @@ def validate(topic_name: str, record: Any) -> None:
         _validator(topic_name)(record)
     except fastjsonschema.JsonSchemaValueException as e:
         raise Rejected("schema_violation", e.message, _event_ts(record)) from None
-    bad = _first_non_finite(record) if _has_non_finite(record) else None
+    bad = _first_non_finite(record)
     if bad is not None:
         raise Rejected("non_finite", f"{bad} is not a finite number", _event_ts(record))
 
@@ -130,30 +130,29 @@ def _event_ts(record: dict) -> int | None:
     return ts if isinstance(ts, int) and not isinstance(ts, bool) else None
 
 
-def _has_non_finite(node: Any) -> bool:
-    """The quick scan (no paths built): JSON parsers turn out-of-range numbers such as 1e999 into infinities."""
-    if isinstance(node, float):
-        return not math.isfinite(node)
-    if isinstance(node, dict):
-        node = node.values()
-    elif not isinstance(node, list):
-        return False
-    return any(_has_non_finite(v) for v in node if not isinstance(v, (int, str)))
+def _first_non_finite(node: Any) -> str | None:
+    """JSON path of the first non-finite number (parsers turn out-of-range numbers such as 1e999 into
+    infinities). The path is built only on the way back from a find, so the common clean record costs a walk."""
+    found = _non_finite_steps(node)
+    return None if found is None else "$" + "".join(reversed(found))
 
 
-def _first_non_finite(node: Any, path: str = "$") -> str | None:
+def _non_finite_steps(node: Any) -> list[str] | None:
     if isinstance(node, float):
-        return None if math.isfinite(node) else path
+        return None if math.isfinite(node) else []
     if isinstance(node, dict):
-        for k, v in node.items():
-            found = _first_non_finite(v, f"{path}.{k}")
-            if found:
-                return found
+        items = node.items()
     elif isinstance(node, list):
-        for i, v in enumerate(node):
-            found = _first_non_finite(v, f"{path}[{i}]")
-            if found:
-                return found
+        items = enumerate(node)
+    else:
+        return None
+    for k, v in items:
+        if isinstance(v, (int, str)):
+            continue
+        found = _non_finite_steps(v)
+        if found is not None:
+            found.append(f"[{k}]" if isinstance(k, int) else f".{k}")
+            return found
     return None
 
 

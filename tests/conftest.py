@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka_broker import free_port  # noqa: F401  (tests import it from here)
+from infra.kafka_broker import free_port
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ import pytest
 
 from augur import actions
 from augur.config import Config
+from infra.kafka_broker import free_port
 from schemas import topics
-from tests.conftest import free_port
 from tests.test_schemas import schema_file_validator
 
 T = 1_764_806_400_000

@@ -17,8 +17,8 @@ from collectors.ratelimit import TokenBucket
 from collectors.recording import RecordingWriter, read_recording, retime
 from collectors.selfmetrics import SelfMetrics, serve_prometheus
 from collectors.synthetic import SyntheticTelemetry
+from infra.kafka_broker import free_port
 from schemas import topics
-from tests.conftest import free_port
 from tests.ebpf_support import require_ebpf
 
 T0 = 1_764_806_400_000

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka_broker import port_in_use
-from tests.conftest import free_port
+from infra.kafka_broker import free_port, port_in_use
 
 pytestmark = [pytest.mark.kafka, pytest.mark.flink, pytest.mark.slow]
 

@@ -6,10 +6,9 @@ import sys
 
 import pytest
 
-from infra.kafka_broker import BrokerError, KafkaBroker, _pid_alive, port_in_use
+from infra.kafka_broker import BrokerError, KafkaBroker, _pid_alive, free_port, port_in_use
 from infra.kafka_topics import describe_partitions, ensure_topics
 from schemas import topics
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.kafka
 

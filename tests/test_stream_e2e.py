@@ -22,7 +22,7 @@ from augur.timeparse import now_ms
 from collectors.output import KafkaOutput
 from jobs import reference, steps
 from jobs.forecasting import Forecaster
-from schemas import topics
+from schemas import series, topics
 from tests.scenarios import FAST_FORECAST, H, cpu_hog_and_disk_fill_scenario, in_fault_window
 from tests.test_schemas import reference_validator
 
@@ -88,7 +88,7 @@ def streamed(job, bootstrap, scenario):
             out.write(s)
     assert out.dropped == 0
     last_closable = scenario.end - WINDOW_MS  # the final window stays open: nothing later moves the watermark
-    n_series = len({(s["host"], s["metric"], str(sorted(s["attrs"].items()))) for s in scenario.samples(
+    n_series = len({series.series_id(s["host"], s["metric"], s["attrs"]) for s in scenario.samples(
         scenario.end - WINDOW_MS, scenario.end)})
     features = wait_for(lambda: (f := read_all(bootstrap, topics.FEATURES, idle_s=1.0)) and
                         sum(x["window_end"] >= last_closable for x in f) >= n_series and f,
