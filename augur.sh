@@ -5,6 +5,13 @@
 #   ./augur.sh ARGS...     any `augur` subcommand, e.g. ./augur.sh infra status
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# extras: the tests need everything; the demo only the core; other commands may train models (detect, train)
+# or compare with other libraries (bench)
+case "${1:-}" in
+  test) export AUGUR_EXTRAS="test,train,bench" ;;
+  demo|infra|synth|collect|record|replay|stream|backfill|tail|act) export AUGUR_EXTRAS="" ;;
+  *) export AUGUR_EXTRAS="train,bench" ;;
+esac
 "$ROOT/infra/bootstrap.sh"
 cd "$ROOT"
 if [ "${1:-}" = "test" ]; then

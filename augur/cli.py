@@ -229,6 +229,11 @@ def cmd_bench(args) -> int:
     return BENCHMARKS[args.name][0](args.bench_args)
 
 
+def cmd_detect(args) -> int:
+    from augur.detect import run
+    return run(args, _config(args))
+
+
 def cmd_demo(args) -> int:
     from augur.demo import run_demo
     return run_demo(_config(args), duration_s=args.duration, until_detected=args.until_detected)
@@ -299,8 +304,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, help="stop after this long")
     p.set_defaults(func=cmd_act)
 
+    p = sub.add_parser("detect", parents=[common],
+                       help="score one series (CSV timestamp,value) with the ensemble, causally, training its models "
+                            "from the series' own past")
+    p.add_argument("--input", required=True, help="CSV with columns timestamp,value")
+    p.add_argument("--output", default="-", help="CSV of scores (default: standard output)")
+    p.add_argument("--only", choices=("robust_z", "ewma", "cusum", "seasonal", "lstm"),
+                   help="score with this detector alone (ablation)")
+    p.add_argument("--train-after", type=int, default=288, help="rows before the first model training")
+    p.add_argument("--retrain-every", type=int, default=4096, help="longest gap between trainings, in rows")
+    p.add_argument("--no-seasonal", action="store_true", help="do not fit the Prophet-style seasonal model")
+    p.add_argument("--no-lstm", action="store_true", help="do not train the LSTM (no torch needed)")
+    p.set_defaults(func=cmd_detect)
+
     p = sub.add_parser("bench", help="run a benchmark (augur bench NAME --help)")
-    p.add_argument("name", nargs="?", default="", help="overhead, forecast, backfill")
+    p.add_argument("name", nargs="?", default="", help="overhead, forecast, backfill, kernels")
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_bench)
 

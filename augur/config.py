@@ -101,9 +101,9 @@ OPTIONS: dict[str, Option] = {
     "collect.buffer-records": Option(_positive_int, 100_000, "records buffered while Kafka is unreachable; "
                                      "beyond it the oldest are dropped and counted"),
     "collect.prometheus-port": Option(_non_negative_int, 9464, "collector self-metrics endpoint (0 disables)"),
-    "detector.window": Option(_positive_int, 30, "robust z-score: trailing feature windows kept per series"),
-    "detector.min-history": Option(_positive_int, 12, "robust z-score: windows needed before a verdict"),
-    "detector.threshold": Option(_positive_float, 6.0, "robust z-score at which a window is anomalous"),
+    "models.dir": Option(str, "", "model registry: trained models per series (empty: online detectors only)"),
+    "models.recheck-s": Option(_positive_float, 60.0, "the registry is looked at again this often, so new model "
+                               "versions reach a running job without a restart"),
     "forecast.step-ms": Option(_positive_int, 1_200_000, "forecasts resample usage to its maximum per step"),
     "forecast.history-steps": Option(_positive_int, 576, "steps of history kept per resource (576 x 20 min = 8 days)"),
     "forecast.min-history-ms": Option(_positive_int, 24 * 3_600_000, "history needed before a first forecast "
@@ -134,6 +134,25 @@ OPTIONS: dict[str, Option] = {
     "forecast.update-fraction": Option(_fraction, 0.1, "a raised forecast is re-sent when its predicted time "
                                        "moves by this fraction of the time left"),
 }
+
+
+
+def _weights(v: Any) -> tuple:
+    items = v if isinstance(v, (list, tuple)) else str(v).split(",")
+    out = tuple(float(x) for x in items)
+    if any(not w >= 0 for w in out):
+        raise ValueError(f"weights must be >= 0, got {v!r}")
+    return out
+
+
+def _ensemble_options() -> dict[str, Option]:
+    """The ensemble's options, declared once with their defaults in :class:`udfs.ensemble_params.EnsembleParams`."""
+    from udfs.ensemble_params import option_types
+    types = {"int": _positive_int, "float": float, "str": str, "tuple": _weights}
+    return {key: Option(types[t], default, help_text) for key, (t, default, help_text) in option_types().items()}
+
+
+OPTIONS.update(_ensemble_options())
 
 
 def env_name(key: str) -> str:
@@ -179,6 +198,10 @@ class Config(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._values)
+
+    def section(self, prefix: str) -> dict[str, Any]:
+        """The options under ``prefix.`` (e.g. ``section("ensemble")``)."""
+        return {k: v for k, v in self._values.items() if k.startswith(prefix + ".")}
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self._values)

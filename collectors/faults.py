@@ -84,11 +84,13 @@ def read_labels(path: str | Path) -> list[Fault]:
 
 
 # The demo's schedule (offsets from the start of the synthetic run): one fault of each kind, spread over hosts.
+# The first comes after 90 minutes of history: the ensemble's detectors and calibrators warm up first (about 75
+# one-minute windows with the defaults).
 DEMO_FAULTS = (
-    "cpu_hog@host-2:+40m:10m",
-    "latency_regression@host-3:+70m:15m",
-    "error_burst@host-1:+100m:10m",
-    "retransmit_storm@host-4:+130m:10m",
-    "disk_fill@host-1:+160m:20m",
-    "memory_leak@host-3:+190m:30m",
+    "cpu_hog@host-2:+90m:10m",
+    "latency_regression@host-3:+110m:15m",
+    "error_burst@host-1:+135m:10m",
+    "retransmit_storm@host-4:+160m:10m",
+    "disk_fill@host-1:+180m:20m",
+    "memory_leak@host-3:+205m:30m",
 )

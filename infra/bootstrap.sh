@@ -7,6 +7,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PYTHON="${AUGUR_PYTHON:-python3.11}"
 STAMP="$VENV/.augur-installed"
+# optional dependency groups (pyproject extras) this command needs; ./augur.sh picks them per command
+EXTRAS="${AUGUR_EXTRAS:-}"
 
 log() { echo "augur bootstrap: $*" >&2; }
 
@@ -38,13 +40,23 @@ fi
   exit 1
 }
 
+# The stamp records the dependency files' hash and the extras installed with them; reinstall when the files
+# changed or an extra this command needs is missing.
 want="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -c1-16)"
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
-  log "creating the Python environment in .venv (first run takes a few minutes)"
+read -r have_hash have_extras < "$STAMP" 2>/dev/null || true
+missing=""
+for extra in ${EXTRAS//,/ }; do
+  case ",${have_extras:-}," in *",$extra,"*) ;; *) missing="$missing $extra" ;; esac
+done
+if [ ! -x "$VENV/bin/python" ] || [ "${have_hash:-}" != "$want" ] || [ -n "$missing" ]; then
+  [ "${have_hash:-}" = "$want" ] || have_extras=""
+  all="$(echo "${have_extras:-},$EXTRAS" | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd, -)"
+  log "installing the Python environment in .venv with extras [${all}] (the first run takes a few minutes;" \
+      "the train extra's torch wheel is large)"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip wheel >/dev/null
-  "$VENV/bin/python" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT[test]"
-  echo "$want" > "$STAMP"
+  "$VENV/bin/python" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT${all:+[$all]}"
+  echo "$want $all" > "$STAMP"
 fi
 
 # Kafka broker runtime and Flink connector jars from Maven Central (skipped when already fetched)

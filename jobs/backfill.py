@@ -114,7 +114,7 @@ def process_shard(shard: Shard, cfg: Config, staging: Path | None, bootstrap_out
     sink = Sink(staging, bootstrap_out, shard.name.replace(":", "_").replace("/", "_"), stats)
     window = cfg["stream.window-size-ms"]
     hold = cfg["stream.out-of-orderness-ms"] + cfg["stream.allowed-lateness-ms"]
-    runner = SeriesRunner(window, steps.RobustScorer.from_config(cfg), Forecaster.from_config(cfg))
+    runner = SeriesRunner(window, steps.EnsembleFeatureScorer.from_config(cfg), Forecaster.from_config(cfg))
     open_windows: dict[int, dict[str, list[dict]]] = {}
     closed_before = -(2 ** 62)  # windows starting before this are closed
     max_ts = None

@@ -57,9 +57,9 @@ class ScoreFeatures(KeyedProcessFunction):
         self.cfg_values = cfg
 
     def open(self, runtime_context: RuntimeContext):
-        self.scorer = steps.RobustScorer.from_config(Config(self.cfg_values))
+        self.scorer = steps.EnsembleFeatureScorer.from_config(Config(self.cfg_values))
         self.state = runtime_context.get_state(
-            ValueStateDescriptor("robust_z_state", Types.PRIMITIVE_ARRAY(Types.DOUBLE())))
+            ValueStateDescriptor("ensemble_state", Types.PRIMITIVE_ARRAY(Types.DOUBLE())))
 
     def process_element(self, feature: dict, ctx: KeyedProcessFunction.Context):
         stored = self.state.value()

@@ -18,7 +18,7 @@ class Outputs(NamedTuple):
     forecasts: list[dict]
 
 
-def run(samples: Iterable[dict], window_ms: int, scorer: steps.RobustScorer,
+def run(samples: Iterable[dict], window_ms: int, scorer: steps.EnsembleFeatureScorer,
         forecaster: Forecaster | None = None) -> Outputs:
     """Tumbling windows aligned to the epoch, every sample on time."""
     windows: dict[tuple[str, int], list[dict]] = defaultdict(list)

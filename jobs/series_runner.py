@@ -22,7 +22,7 @@ class WindowOutputs(NamedTuple):
 
 
 class SeriesRunner:
-    def __init__(self, window_ms: int, scorer: steps.RobustScorer, forecaster: Forecaster | None = None):
+    def __init__(self, window_ms: int, scorer: steps.EnsembleFeatureScorer, forecaster: Forecaster | None = None):
         self.window_ms = window_ms
         self.scorer = scorer
         self.forecaster = forecaster

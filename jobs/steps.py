@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import math
 import socket
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 
 from augur import __version__
 from augur.config import Config
+from models.ensemble_scorer import EnsembleScorer, detectors_list, explain
+from models.registry import ModelRegistry
 from schemas import codec, series, topics
-from udfs import robust_zscore as rz
+from udfs.ensemble import VERDICT_ANOMALY
+from udfs.ensemble_params import EnsembleParams
 from udfs.transforms import SCALE_FLOORS, stabilize, unstabilize
 from udfs.window_features import finite_or_none, window_features
 
@@ -79,24 +82,27 @@ def features_record(sid: str, window_start: int, window_end: int, samples: list[
     }
 
 
-@dataclass(frozen=True)
-class RobustScorer:
-    """Scores feature records with the robust z-score kernel over explicit per-series state arrays."""
+class EnsembleFeatureScorer:
+    """Scores feature records with the ensemble kernel over one explicit state array per series.
 
-    window: int
-    min_history: int
-    threshold: float
+    The feature's primary value is variance-stabilised by its type first (:mod:`udfs.transforms`), with that type's
+    scale floors; models come from the registry (``models.dir``), looked at again every ``models.recheck-s``.
+    Emits the ``augur.anomalies.v1`` record of every window whose verdict is "anomaly" (an incident's windows).
+    """
+
+    def __init__(self, params: EnsembleParams, registry: ModelRegistry):
+        self.params = params
+        self.registry = registry
+        self.by_type = {t: replace(params, rel_floor=rel, abs_floor=abs_) for t, (rel, abs_) in SCALE_FLOORS.items()}
+        self.arrays = {t: p.to_array() for t, p in self.by_type.items()}
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "RobustScorer":
-        return cls(cfg["detector.window"], cfg["detector.min-history"], cfg["detector.threshold"])
-
-    @property
-    def model_version(self) -> str:
-        return f"robust_z/1 window={self.window} threshold={self.threshold:g}"
+    def from_config(cls, cfg: Config) -> "EnsembleFeatureScorer":
+        return cls(EnsembleParams.from_options(cfg.section("ensemble")),
+                   ModelRegistry(cfg["models.dir"] or None, cfg["models.recheck-s"]))
 
     def init_state(self) -> np.ndarray:
-        return rz.init_state(self.window)
+        return EnsembleScorer(self.params).state
 
     def score(self, state: np.ndarray, feature: dict) -> dict | None:
         """Score one window causally (then learn it); return the anomaly record if the verdict is 'anomaly'."""
@@ -104,23 +110,21 @@ class RobustScorer:
         x = math.nan if raw is None else float(raw)
         mtype = feature["type"]
         window_ms = feature["window_end"] - feature["window_start"]
-        rel_floor, abs_floor = SCALE_FLOORS[mtype]
-        median = rz.history_median(state)
-        z = rz.step(state, stabilize(mtype, x, window_ms), self.min_history, self.threshold, rel_floor, abs_floor)
-        if not abs(z) >= self.threshold:  # NaN (warm-up, missing value) is never an anomaly
+        params = self.by_type[mtype]
+        scorer = EnsembleScorer(params, state=state)
+        scorer.p = self.arrays[mtype]
+        scorer.use(self.registry.models_for(feature["series_id"]))
+        out = scorer.score(np.array([stabilize(mtype, x, window_ms)]), np.array([feature["window_end"] / 1000.0]))
+        if out.verdict[0] != VERDICT_ANOMALY:
             return None
-        score = rz.z_to_score(z, self.threshold)
         name = series.describe(feature["metric"], feature["attrs"])
-        direction = "above" if z > 0 else "below"
-        explanation = (f"{name} {PRIMARY_FEATURE[mtype]} {x:.4g} is {abs(z):.1f} robust sigma {direction} "
-                       f"its usual level ({unstabilize(mtype, median, window_ms):.4g})")
+        expected = unstabilize(mtype, float(out.expected[0]), window_ms)
+        explanation = (f"{PRIMARY_FEATURE[mtype]} of " + explain(name, x, expected, out.probs[0], params))
         return {
             "v": 1, "ts": feature["window_end"], "host": feature["host"], "producer": JOB_PRODUCER,
             "series_id": feature["series_id"], "metric": feature["metric"], "attrs": feature["attrs"],
             "window_start": feature["window_start"], "window_end": feature["window_end"], "value": x,
-            "score": score, "verdict": "anomaly",
-            "detectors": [{"name": "robust_z", "score": score, "raw": float(z), "vote": True,
-                           "model_version": self.model_version}],
+            "score": float(out.score[0]), "verdict": "anomaly",
+            "detectors": detectors_list(out.raw[0], out.probs[0], params, scorer.detector_versions()),
             "explanation": explanation[:512],
         }
-

@@ -27,7 +27,7 @@ def scenario():
 
 @pytest.fixture(scope="module")
 def expected(scenario):
-    return reference.run(scenario.samples(), WINDOW_MS, steps.RobustScorer.from_config(Config()),
+    return reference.run(scenario.samples(), WINDOW_MS, steps.EnsembleFeatureScorer.from_config(Config()),
                          Forecaster.from_config(Config(FAST_FORECAST)))
 
 

@@ -25,7 +25,7 @@ def test_unknown_keys_and_bad_values_are_errors():
     with pytest.raises(ConfigError, match="must be > 0"):
         Config({"stream.window-size-ms": 0})
     with pytest.raises(ConfigError, match="invalid value"):
-        Config({"detector.threshold": "high"})
+        Config({"ensemble.enter": "high"})
     with pytest.raises(ConfigError, match="key=value"):
         parse_set_args(["stream.parallelism"])
 

@@ -9,7 +9,7 @@ from tests.test_schemas import reference_validator
 
 def test_reference_pipeline_finds_the_fault_and_nothing_else():
     sc = cpu_hog_scenario()
-    feats, anomalies, _ = reference.run(sc.samples(), 60_000, steps.RobustScorer.from_config(Config()))
+    feats, anomalies, _ = reference.run(sc.samples(), 60_000, steps.EnsembleFeatureScorer.from_config(Config()))
     assert len(feats) == 36 * 5 * 60  # 36 series x 300 one-minute windows
     on_fault_host = [a for a in anomalies if a["host"] == sc.fault.host]
     assert any(in_fault_window(a, sc.fault) and a["metric"] in sc.fault.metrics for a in on_fault_host)
@@ -19,7 +19,7 @@ def test_reference_pipeline_finds_the_fault_and_nothing_else():
 
 def test_output_records_honour_the_published_contracts():
     sc = cpu_hog_scenario(hours=4)
-    feats, anomalies, _ = reference.run(sc.samples(), 60_000, steps.RobustScorer.from_config(Config()))
+    feats, anomalies, _ = reference.run(sc.samples(), 60_000, steps.EnsembleFeatureScorer.from_config(Config()))
     assert anomalies
     for topic, records in ((topics.FEATURES, feats[:2000]), (topics.ANOMALIES, anomalies)):
         ref = reference_validator(topic.name)
@@ -27,7 +27,9 @@ def test_output_records_honour_the_published_contracts():
             codec.validate(topic.name, rec)
             assert ref.is_valid(rec), list(ref.iter_errors(rec))[:1]
     a = anomalies[0]
-    assert 0.5 <= a["score"] <= 1 and a["detectors"][0]["vote"] and "robust sigma above" in a["explanation"]
+    assert 0.999 <= a["score"] <= 1 and any(d["vote"] for d in a["detectors"])
+    assert "above the expected" in a["explanation"] and "detectors vote anomaly" in a["explanation"]
+    assert {d["name"] for d in a["detectors"]} >= {"robust_z", "ewma", "cusum"}
 
 
 def test_parse_rejects_clock_skew():

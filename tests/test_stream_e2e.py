@@ -113,7 +113,7 @@ def test_anomaly_for_the_faulty_host_inside_the_fault_window_and_none_elsewhere(
 def test_flink_output_equals_the_reference_pipeline(streamed, scenario):
     features, anomalies, forecasts = streamed
     ref_features, ref_anomalies, ref_forecasts = reference.run(
-        scenario.samples(), WINDOW_MS, steps.RobustScorer.from_config(Config()),
+        scenario.samples(), WINDOW_MS, steps.EnsembleFeatureScorer.from_config(Config()),
         Forecaster.from_config(Config(FAST_FORECAST)))
     closed = {(f["series_id"], f["window_start"]) for f in features}
     assert len(closed) == len(features), "a feature window was emitted twice"

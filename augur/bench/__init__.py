@@ -21,8 +21,14 @@ def _backfill(argv: list[str]) -> int:
     return main(argv)
 
 
+def _kernels(argv: list[str]) -> int:
+    from augur.bench.kernels import main
+    return main(argv)
+
+
 BENCHMARKS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "overhead": (_overhead, "collectors' cost on a loopback HTTP workload (nginx + wrk), with vs without"),
     "backfill": (_backfill, "a day of 1,000 series through augur backfill (Beam), vs the streaming job"),
+    "kernels": (_kernels, "ensemble scoring points/s, batch and per point, vs plain Python, River and sklearn"),
     "forecast": (_forecast, "exhaustion forecasts vs node-exporter's predict_linear rule on the scenario suite"),
 }

@@ -1,0 +1,124 @@
+"""The ensemble's detectors against their references: NumPy, Prophet, scikit-learn and torch, on seeded data."""
+
+import math
+
+import numpy as np
+import pytest
+
+from models import iforest_export, seasonal_prophet
+from models.artifacts import Artifact, ArtifactError
+from udfs import calibration, ewma_cusum, lstm, seasonal
+
+
+def test_ewma_matches_numpy_reference():
+    rng = np.random.default_rng(3)
+    xs = rng.normal(5.0, 2.0, size=600)
+    state = ewma_cusum.init_state()
+    means, variances = ewma_cusum.reference_ewma(xs, 0.05)
+    for i, x in enumerate(xs):
+        z, _ = ewma_cusum.step(state, x, 0.05, 10, 0.5, math.inf, math.inf, 0.0)
+        if i < 10:
+            assert math.isnan(z)
+        else:
+            assert z == pytest.approx((x - means[i - 1]) / math.sqrt(variances[i - 1]), rel=1e-12)
+        assert state[ewma_cusum.MEAN] == pytest.approx(means[i], rel=1e-12)
+        assert state[ewma_cusum.VAR] == pytest.approx(variances[i], rel=1e-12)
+
+
+def test_cusum_flags_a_level_shift_once_and_noise_never():
+    rng = np.random.default_rng(4)
+    xs = rng.normal(0.0, 1.0, size=3000)
+    xs[2000:] += 3.0       # a step that stays
+    state = ewma_cusum.init_state()
+    _, change = ewma_cusum.step_batch(state, xs, 0.01, 50, 0.5, 12.0, 4.0, 0.0)
+    alarms = np.flatnonzero(change > 1.0)
+    assert alarms.size == 1, alarms
+    assert 2000 <= alarms[0] < 2020          # found within a few points of the step
+
+
+def test_seasonal_kernel_equals_prophet_predict():
+    import pandas as pd
+    from prophet import Prophet
+    rng = np.random.default_rng(5)
+    t = 1_600_000_000 + np.arange(0, 21 * 86400, 1800, dtype=np.float64)
+    y = 50 + 1e-5 * (t - t[0]) + 8 * np.sin(2 * np.pi * t / 86400) + 3 * np.cos(2 * np.pi * t / (7 * 86400)) \
+        + rng.normal(0, 1, t.size)
+    y[t > t[0] + 12 * 86400] += 2e-5 * (t[t > t[0] + 12 * 86400] - t[0] - 12 * 86400)   # a trend change
+    params = seasonal_prophet.fit(t, y)
+    model = Prophet(yearly_seasonality=False, uncertainty_samples=0).fit(
+        pd.DataFrame({"ds": pd.to_datetime(t.astype(np.int64), unit="s"), "y": y}))
+    future = t[-1] + np.arange(-5 * 86400, 3 * 86400, 900, dtype=np.float64)   # in and beyond the history
+    expected = model.predict(pd.DataFrame({"ds": pd.to_datetime(future.astype(np.int64), unit="s")}))["yhat"]
+    np.testing.assert_allclose(seasonal.predict_batch(params, future), expected.to_numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_seasonal_without_a_model_tracks_the_level():
+    state = seasonal.init_state()
+    for x in np.full(100, 7.0):
+        z, expected = seasonal.step(state, np.empty(0), x, 0.0, 0.05, 10, 0.1, 4.0)
+    assert expected == pytest.approx(7.0, rel=1e-3)
+    z, _ = seasonal.step(state, np.empty(0), 17.0, 0.0, 0.05, 10, 0.1, 4.0)
+    assert z > 20
+
+
+@pytest.mark.parametrize("max_features", [1.0, 0.6])
+def test_iforest_kernel_equals_sklearn_score_samples(max_features):
+    from sklearn.ensemble import IsolationForest
+    rng = np.random.default_rng(6)
+    train = rng.normal(size=(3000, 7))
+    test = np.vstack([rng.normal(size=(400, 7)) * 1.5, rng.normal(6, 1, size=(20, 7))])
+    forest = IsolationForest(n_estimators=80, max_features=max_features, random_state=1).fit(train)
+    ours = iforest_export.score(iforest_export.export(forest), test)
+    np.testing.assert_allclose(ours, forest.score_samples(test), rtol=1e-12, atol=1e-15)
+    assert ours[-20:].mean() < ours[:400].mean()
+
+
+def test_lstm_kernel_equals_torch_forward():
+    torch = pytest.importorskip("torch", reason="the LSTM's reference is torch: install the 'train' extra")
+    from models import lstm_train
+    rng = np.random.default_rng(7)
+    y = np.sin(np.arange(800) / 9.0) * 4 + rng.normal(0, 0.3, 800) + 20
+    model, weights = lstm_train.fit(y[:600], hidden=8, steps=120, seed=3)
+    mu, sd = weights[1], weights[2]
+    u = np.clip((y - mu) / sd, -8.0, 8.0)
+    with torch.no_grad():
+        expected = mu + sd * model(torch.tensor(u)[None, :, None]).numpy()[0]
+    np.testing.assert_allclose(lstm.forecast_sequence(weights, y, 8.0), expected, rtol=1e-10, atol=1e-10)
+    # and it learned something: one-step forecasts beat "same as last value" on the held-out part
+    pred = lstm.forecast_sequence(weights, y, 8.0)
+    assert np.mean(np.abs(pred[600:-1] - y[601:])) < np.mean(np.abs(y[600:-1] - y[601:]))
+
+
+def test_calibration_is_the_rank_among_past_scores():
+    rng = np.random.default_rng(8)
+    raws = rng.exponential(1.0, size=5000)
+    state = calibration.init_state(256)
+    for r in raws:
+        calibration.step(state, r, 1e-3, 1e3, 50, 1e9, 2.0)
+    for q in (0.5, 0.9, 0.99):
+        probe = float(np.quantile(raws, q))
+        p = calibration.step(state.copy(), probe, 1e-3, 1e3, 50, 1e9, 2.0)
+        assert p == pytest.approx(q, abs=0.02)
+    top = raws.max()
+    just_above = calibration.step(state.copy(), top * 1.01, 1e-3, 1e3, 50, 1e9, 2.0)
+    far_above = calibration.step(state.copy(), top * 3, 1e-3, 1e3, 50, 1e9, 2.0)
+    assert 0.9998 < just_above < far_above < 1.0
+    assert 1 - far_above == pytest.approx(0.5 / 5001 / 9, rel=1e-6)   # the Pareto tail, index 2
+    fresh = calibration.init_state(256)
+    assert math.isnan(calibration.step(fresh, 1.0, 1e-3, 1e3, 50, 1e9, 2.0))     # warm-up
+
+
+def test_artifacts_round_trip_and_refuse_foreign_files(tmp_path):
+    art = Artifact("lstm", "lstm/1", {"weights": np.arange(5.0)}, {"series_id": "s"})
+    path = art.save(tmp_path / "m.npz")
+    back = Artifact.load(path, "lstm")
+    np.testing.assert_array_equal(back.arrays["weights"], np.arange(5.0))
+    assert back.meta == {"series_id": "s"} and back.version == "lstm/1"
+    with pytest.raises(ArtifactError, match="not 'iforest'"):
+        Artifact.load(path, "iforest")
+    pickled = tmp_path / "evil.npz"
+    np.savez(pickled, __meta__=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(ArtifactError, match="not an Augur model"):
+        Artifact.load(pickled, "lstm")
+    with pytest.raises(ArtifactError, match="does not exist"):
+        Artifact.load(tmp_path / "missing.npz", "lstm")

@@ -1,0 +1,64 @@
+"""The model registry: per-series artifacts picked up by a running scorer without a restart, bad files reported."""
+
+import numpy as np
+
+from augur.config import Config
+from jobs import steps
+from models.artifacts import Artifact
+from models.registry import ModelRegistry
+
+SID = "host-1|system.cpu.utilization|"
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _season(level: float) -> Artifact:
+    # no trend, no changepoint, no seasonality: a constant expectation `level`
+    return Artifact("seasonal_prophet", f"seasonal_prophet/{level}",
+                    {"params": np.array([0.0, 1.0, 1.0, 0.0, level, 0.0, 0.0])})
+
+
+def test_new_versions_are_loaded_after_the_recheck_interval(tmp_path, capsys):
+    clock = Clock()
+    reg = ModelRegistry(tmp_path, recheck_s=60, clock=clock)
+    assert reg.models_for(SID).season.shape == (0,)
+    reg.save(SID, _season(5.0))
+    assert reg.models_for(SID).season.shape == (0,)          # cached until the recheck
+    clock.now = 61
+    first = reg.models_for(SID)
+    assert first.season[4] == 5.0 and first.version == "seasonal_prophet/5.0"
+    reg.save(SID, _season(7.0))
+    clock.now = 200
+    assert reg.models_for(SID).season[4] == 7.0
+    reg.path(SID, "lstm").write_bytes(b"not a model")
+    clock.now = 300
+    kept = reg.models_for(SID)
+    assert kept.season[4] == 7.0 and kept.lstm.shape == (0,)
+    assert "ignoring lstm model of " + SID in capsys.readouterr().err
+
+
+def test_the_stream_scorer_switches_to_registry_models(tmp_path):
+    cfg = Config({"models.dir": str(tmp_path), "models.recheck-s": "0.001"})
+    scorer = steps.EnsembleFeatureScorer.from_config(cfg)
+    state = scorer.init_state()
+    rng = np.random.default_rng(2)
+
+    def feature(i, value):
+        return {"series_id": SID, "host": "host-1", "metric": "system.cpu.utilization", "attrs": {},
+                "type": "gauge", "value": value, "window_start": i * 60_000, "window_end": (i + 1) * 60_000}
+    for i in range(200):
+        assert scorer.score(state, feature(i, 0.5 + 0.01 * rng.normal())) is None
+    ModelRegistry(tmp_path).save(SID, _season(0.5))
+    records = [scorer.score(state, feature(200 + i, 0.5 + 0.01 * rng.normal())) for i in range(100)]
+    records.append(scorer.score(state, feature(300, 0.95)))
+    assert all(r is None for r in records[:-1])
+    anomaly = records[-1]
+    assert anomaly is not None and anomaly["verdict"] == "anomaly"
+    names = {d["name"]: d for d in anomaly["detectors"]}
+    assert names["seasonal"]["model_version"] == "seasonal_prophet/0.5"

@@ -1,0 +1,119 @@
+"""The ensemble's parameters: declared once here (default, meaning), packed into the float64 array the kernel reads.
+
+:mod:`augur.config` exposes every field as the option ``ensemble.<field-with-dashes>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+import numpy as np
+
+DETECTORS = ("robust_z", "ewma", "cusum", "seasonal", "lstm")
+N_DET = len(DETECTORS)
+ROBUST, EWMA, CUSUM, SEASONAL, LSTM = range(N_DET)
+COMBINERS = ("mean", "max", "vote", "top2")
+
+# indexes into the parameter array the kernel reads
+(P_WINDOW, P_MIN_HISTORY, P_OUTLIER_Z, P_REL_FLOOR, P_ABS_FLOOR, P_ALPHA, P_DRIFT, P_LIMIT, P_CLIP,
+ P_SEASONAL_ALPHA, P_INPUT_CLIP, P_BINS, P_CAL_LO, P_CAL_HI, P_CAL_MIN, P_CAL_MAX, P_COMBINER, P_VOTE_P, P_ENTER,
+ P_EXIT, P_EXIT_AFTER, P_MIN_DETECTORS, P_HIDDEN, P_TAIL_INDEX, P_Z_UNIT) = range(25)
+P_WEIGHTS = 25
+N_PARAMS = P_WEIGHTS + N_DET
+
+
+def _p(default, help_text: str):
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass(frozen=True)
+class EnsembleParams:
+    window: int = _p(64, "robust_z: trailing points in the median/MAD window")
+    min_history: int = _p(24, "points a detector learns before it scores")
+    outlier_z: float = _p(6.0, "robust_z: points at or beyond this |z| are kept out of its window")
+    rel_floor: float = _p(1e-3, "smallest trusted scale, relative to the series level")
+    abs_floor: float = _p(1e-9, "smallest trusted scale, absolute")
+    alpha: float = _p(0.02, "ewma: weight of a new point in the mean and variance")
+    drift: float = _p(0.5, "cusum: allowed drift per point, in sigmas")
+    limit: float = _p(12.0, "cusum: alarm limit, in sigmas")
+    clip: float = _p(4.0, "outliers are learned only up to this many sigmas")
+    adapt_alpha: float = _p(0.01, "seasonal/lstm: weight of a new residual in the level and scale")
+    input_clip: float = _p(8.0, "lstm: normalised inputs are clipped to +- this")
+    bins: int = _p(96, "calibration: log-spaced bins of a detector's raw scores")
+    cal_lo: float = _p(1e-3, "calibration: lowest bin edge")
+    cal_hi: float = _p(1e4, "calibration: highest bin edge")
+    cal_min: int = _p(50, "calibration: raw scores needed before a calibrated score")
+    cal_max: float = _p(20_000.0, "calibration: counts are halved at this total (forgetting)")
+    tail_index: float = _p(2.0, "calibration: Pareto index of the tail beyond the largest score seen")
+    z_unit: float = _p(1.5, "materiality: a z-like score counts at most erf(|z| / (sqrt 2 z_unit)), whatever its rank")
+    combiner: str = _p("top2", "how calibrated scores combine: top2 (mean of the two highest: two detectors "
+                       "must agree), mean (weighted), max or vote")
+    vote_p: float = _p(0.995, "vote: a detector votes 'anomaly' at this calibrated score")
+    enter: float = _p(0.999, "an incident opens when the ensemble score reaches this")
+    exit: float = _p(0.95, "... and closes after exit_after points below this")
+    exit_after: int = _p(6, "points below `exit` that close an incident")
+    min_detectors: int = _p(2, "detectors that must be ready before a verdict")
+    hidden: int = _p(8, "lstm: hidden units (the state reserves room for a model of this size)")
+    weights: tuple = _p((1.0, 1.0, 1.0, 1.0, 1.0), "weight of each detector (robust_z, ewma, cusum, seasonal, lstm)")
+
+    def __post_init__(self):
+        if self.combiner not in COMBINERS:
+            raise ValueError(f"combiner must be one of {', '.join(COMBINERS)}, got {self.combiner!r}")
+        if len(self.weights) != N_DET or any(w < 0 for w in self.weights):
+            raise ValueError(f"weights: {N_DET} non-negative numbers ({', '.join(DETECTORS)})")
+        if not 0 < self.exit <= self.enter <= 1:
+            raise ValueError("need 0 < exit <= enter <= 1")
+
+    def only(self, name: str) -> "EnsembleParams":
+        """The same parameters with every detector but ``name`` switched off (for ablation)."""
+        w = tuple(1.0 if d == name else 0.0 for d in DETECTORS)
+        return replace(self, weights=w, min_detectors=1)
+
+    def to_array(self) -> np.ndarray:
+        a = np.zeros(N_PARAMS)
+        a[P_WINDOW] = self.window
+        a[P_MIN_HISTORY] = self.min_history
+        a[P_OUTLIER_Z] = self.outlier_z
+        a[P_REL_FLOOR] = self.rel_floor
+        a[P_ABS_FLOOR] = self.abs_floor
+        a[P_ALPHA] = self.alpha
+        a[P_DRIFT] = self.drift
+        a[P_LIMIT] = self.limit
+        a[P_CLIP] = self.clip
+        a[P_SEASONAL_ALPHA] = self.adapt_alpha
+        a[P_INPUT_CLIP] = self.input_clip
+        a[P_BINS] = self.bins
+        a[P_CAL_LO] = self.cal_lo
+        a[P_CAL_HI] = self.cal_hi
+        a[P_CAL_MIN] = self.cal_min
+        a[P_CAL_MAX] = self.cal_max
+        a[P_COMBINER] = COMBINERS.index(self.combiner)
+        a[P_VOTE_P] = self.vote_p
+        a[P_ENTER] = self.enter
+        a[P_EXIT] = self.exit
+        a[P_EXIT_AFTER] = self.exit_after
+        a[P_MIN_DETECTORS] = self.min_detectors
+        a[P_HIDDEN] = self.hidden
+        a[P_TAIL_INDEX] = self.tail_index
+        a[P_Z_UNIT] = self.z_unit
+        a[P_WEIGHTS:P_WEIGHTS + N_DET] = self.weights
+        return a
+
+    @classmethod
+    def from_options(cls, values: dict) -> "EnsembleParams":
+        """From ``{"ensemble.<name-with-dashes>": value}`` (the config's view); missing keys keep their default."""
+        kwargs = {}
+        for f in fields(cls):
+            key = option_key(f.name)
+            if key in values:
+                kwargs[f.name] = values[key]
+        return cls(**kwargs)
+
+
+def option_key(name: str) -> str:
+    return "ensemble." + name.replace("_", "-")
+
+
+def option_types() -> dict[str, tuple[type, object, str]]:
+    """``{option key: (field type, default, help)}`` for :mod:`augur.config`."""
+    return {option_key(f.name): (f.type, f.default, f.metadata["help"]) for f in fields(EnsembleParams)}

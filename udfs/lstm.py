@@ -1,0 +1,116 @@
+"""A one-layer LSTM one-step-ahead forecaster, run in numba (the stream never imports torch).
+
+Weights come from ``models/lstm_train.py`` as one flat float64 array::
+
+    [hidden, mu, sd, W_ih (4H x 1), W_hh (4H x H), b_ih (4H), b_hh (4H), W_out (H), b_out]
+
+with torch's gate order (input, forget, cell, output). The LSTM runs statefully, one step per point, exactly like
+``torch.nn.LSTM`` over the whole sequence: the state ``[n, h_1..h_H, c_1..c_H, pred, abs_resid]`` carries the hidden
+and cell vectors, the forecast of the next value, an EWMA of the absolute forecast error and scratch room for the
+gates (so a step allocates nothing). Inputs are normalised
+with the training mean and sd and clipped to +-``input_clip`` so an outlier cannot saturate the cell for long.
+
+The score of x is its forecast residual over the error scale, ``(x - pred) / scale`` (NaN in warm-up).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+HEADER = 3
+
+
+@njit(cache=True)
+def hidden_size(weights: np.ndarray) -> int:
+    return int(weights[0]) if weights.shape[0] else 0
+
+
+@njit(cache=True)
+def state_size(h: int) -> int:
+    return 3 + 6 * h
+
+
+@njit(cache=True)
+def init_state(h: int) -> np.ndarray:
+    state = np.zeros(state_size(h))
+    state[1 + 2 * h] = np.nan
+    return state
+
+
+@njit(cache=True)
+def _sigmoid(v: float) -> float:
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+@njit(cache=True)
+def cell(weights: np.ndarray, hc: np.ndarray, gates: np.ndarray, u: float) -> float:
+    """Advance the hidden/cell vectors ``hc = [h, c]`` by one normalised input u (``gates``: scratch of 4H);
+    return the next normalised output."""
+    hs = int(weights[0])
+    w_ih = HEADER
+    w_hh = w_ih + 4 * hs
+    b_ih = w_hh + 4 * hs * hs
+    b_hh = b_ih + 4 * hs
+    w_out = b_hh + 4 * hs
+    b_out = w_out + hs
+    for g in range(4 * hs):
+        acc = weights[w_ih + g] * u + weights[b_ih + g] + weights[b_hh + g]
+        row = w_hh + g * hs
+        for j in range(hs):
+            acc += weights[row + j] * hc[j]
+        gates[g] = acc
+    out = weights[b_out]
+    for j in range(hs):
+        i_g = _sigmoid(gates[j])
+        f_g = _sigmoid(gates[hs + j])
+        g_g = np.tanh(gates[2 * hs + j])
+        o_g = _sigmoid(gates[3 * hs + j])
+        c = f_g * hc[hs + j] + i_g * g_g
+        hc[hs + j] = c
+        hc[j] = o_g * np.tanh(c)
+    for j in range(hs):
+        out += weights[w_out + j] * hc[j]
+    return out
+
+
+@njit(cache=True)
+def step(state: np.ndarray, weights: np.ndarray, x: float, alpha: float, min_history: int, scale_floor: float,
+         input_clip: float) -> tuple:
+    """Return ``(z, pred)``: the residual z of x against the forecast made at the previous step, then advance."""
+    hs = hidden_size(weights)
+    if hs == 0:
+        return np.nan, np.nan
+    pred_i = 1 + 2 * hs
+    scale_i = pred_i + 1
+    pred = state[pred_i]
+    if np.isnan(x):
+        return np.nan, pred
+    mu, sd = weights[1], weights[2]
+    n = state[0]
+    z = np.nan
+    if not np.isnan(pred):
+        resid = x - pred
+        scale = max(1.2533 * state[scale_i], scale_floor)
+        if n >= min_history:
+            z = resid / scale
+        w = max(alpha, 1.0 / (n + 1.0))
+        state[scale_i] += w * (min(abs(resid), 10.0 * scale) - state[scale_i])
+        state[0] = n + 1.0
+    u = min(max((x - mu) / sd, -input_clip), input_clip)
+    state[pred_i] = mu + sd * cell(weights, state[1:1 + 2 * hs], state[3 + 2 * hs:3 + 6 * hs], u)
+    return z, pred
+
+
+@njit(cache=True)
+def forecast_sequence(weights: np.ndarray, xs: np.ndarray, input_clip: float) -> np.ndarray:
+    """The forecast after each input of ``xs`` from a zero state (what torch computes over the sequence)."""
+    hs = hidden_size(weights)
+    hc = np.zeros(2 * hs)
+    gates = np.empty(4 * hs)
+    out = np.empty(xs.shape[0])
+    mu, sd = weights[1], weights[2]
+    for i in range(xs.shape[0]):
+        u = min(max((xs[i] - mu) / sd, -input_clip), input_clip)
+        out[i] = mu + sd * cell(weights, hc, gates, u)
+    return out
