@@ -111,8 +111,7 @@ class EnsembleFeatureScorer:
         mtype = feature["type"]
         window_ms = feature["window_end"] - feature["window_start"]
         params = self.by_type[mtype]
-        scorer = EnsembleScorer(params, state=state)
-        scorer.p = self.arrays[mtype]
+        scorer = EnsembleScorer(params, state=state, packed=self.arrays[mtype])
         scorer.use(self.registry.models_for(feature["series_id"]))
         out = scorer.score(np.array([stabilize(mtype, x, window_ms)]), np.array([feature["window_end"] / 1000.0]))
         if out.verdict[0] != VERDICT_ANOMALY:

@@ -45,9 +45,10 @@ class Models:
 
 
 class EnsembleScorer:
-    def __init__(self, params: EnsembleParams, models: Models | None = None, state: np.ndarray | None = None):
+    def __init__(self, params: EnsembleParams, models: Models | None = None, state: np.ndarray | None = None,
+                 packed: np.ndarray | None = None):
         self.params = params
-        self.p = params.to_array()
+        self.p = params.to_array() if packed is None else packed
         self.models = models or Models()
         self.state = ens.init_state(self.p) if state is None else state
 

@@ -31,8 +31,9 @@ class EnsembleParams:
     window: int = _p(64, "robust_z: trailing points in the median/MAD window")
     min_history: int = _p(24, "points a detector learns before it scores")
     outlier_z: float = _p(6.0, "robust_z: points at or beyond this |z| are kept out of its window")
-    rel_floor: float = _p(1e-3, "smallest trusted scale, relative to the series level")
-    abs_floor: float = _p(1e-9, "smallest trusted scale, absolute")
+    rel_floor: float = _p(1e-3, "smallest trusted scale, relative to the series level (augur detect; the stream "
+                          "uses each metric type's floors, udfs/transforms.py)")
+    abs_floor: float = _p(1e-9, "smallest trusted scale, absolute (augur detect; see rel_floor)")
     alpha: float = _p(0.02, "ewma: weight of a new point in the mean and variance")
     drift: float = _p(0.5, "cusum: allowed drift per point, in sigmas")
     limit: float = _p(12.0, "cusum: alarm limit, in sigmas")
