@@ -43,7 +43,7 @@ fi
 # The stamp records the dependency files' hash and the extras installed with them; reinstall when the files
 # changed or an extra this command needs is missing.
 want="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -c1-16)"
-read -r have_hash have_extras < "$STAMP" 2>/dev/null || true
+read -r have_hash have_extras 2>/dev/null < "$STAMP" || true
 missing=""
 for extra in ${EXTRAS//,/ }; do
   case ",${have_extras:-}," in *",$extra,"*) ;; *) missing="$missing $extra" ;; esac

@@ -9,7 +9,7 @@ import pytest
 
 from augur.detect import TrainingPolicy, detect, read_series, InputError
 from models.ensemble_scorer import EnsembleScorer, Models, detectors_list, explain
-from udfs import ensemble as ens
+from udfs import ensemble as ens, lstm
 from udfs.ensemble_params import DETECTORS, EnsembleParams
 
 T0 = 1_700_000_000.0
@@ -72,7 +72,8 @@ def test_models_can_arrive_without_changing_the_state_layout():
     scorer = EnsembleScorer(EnsembleParams())
     scorer.score(y[:600], t[:600])
     size = scorer.state.shape
-    weights = np.concatenate([[8, 100.0, 7.0], np.zeros(4 * 8 + 4 * 64 + 8 + 8 + 8 + 1)])
+    weights = np.concatenate([[8, 100.0, 7.0], np.zeros(lstm.weights_size(8) - 3)])
+    assert lstm.hidden_size(weights[:-1]) == 0          # a truncated model is no model (never read past its end)
     scorer.adopt(Models(lstm=weights, version="test"), y[500:600])
     assert scorer.state.shape == size
     s = scorer.score(y[600:], t[600:])

@@ -41,6 +41,13 @@ def test_new_versions_are_loaded_after_the_recheck_interval(tmp_path, capsys):
     kept = reg.models_for(SID)
     assert kept.season[4] == 7.0 and kept.lstm.shape == (0,)
     assert "ignoring lstm model of " + SID in capsys.readouterr().err
+    reg.save(SID, Artifact("lstm", "lstm/short", {"weights": np.array([8.0, 0.0, 1.0, 0.5])}))
+    reg.save(SID, Artifact("seasonal_prophet", "bad", {"params": np.array([0.0, 1.0, 1.0, 0.0, 1.0, 3.0, 0.0])}))
+    clock.now = 400
+    kept = reg.models_for(SID)
+    assert kept.season[4] == 7.0 and kept.lstm.shape == (0,)       # truncated models are refused, not read past
+    err = capsys.readouterr().err
+    assert "not a whole model" in err and "do not match their own layout" in err
 
 
 def test_the_stream_scorer_switches_to_registry_models(tmp_path):

@@ -155,8 +155,10 @@ def _step(off: np.ndarray, state: np.ndarray, params: np.ndarray, season: np.nda
     for d in range(N_DET):
         p = calibration.step(state[off[4 + d]:off[5 + d]], raw[d], params[P_CAL_LO], params[P_CAL_HI],
                              int(params[P_CAL_MIN]), params[P_CAL_MAX], params[P_TAIL_INDEX])
-        # rare for this series is not enough: the deviation must also be material in its own terms
-        probs[d] = min(p, raw[d] if d == CUSUM else math.erf(raw[d] / (math.sqrt(2.0) * params[P_Z_UNIT])))
+        if np.isnan(p):                  # abstaining, or the calibrator is still warming up
+            probs[d] = p
+        else:                            # rare for this series is not enough: the deviation must also be material
+            probs[d] = min(p, raw[d] if d == CUSUM else math.erf(raw[d] / (math.sqrt(2.0) * params[P_Z_UNIT])))
     score, ready = combine(params, probs)
     state[S_POINTS] += 1.0
     if ready < int(params[P_MIN_DETECTORS]) or np.isnan(score):

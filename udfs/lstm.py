@@ -22,8 +22,18 @@ HEADER = 3
 
 
 @njit(cache=True)
+def weights_size(h: int) -> int:
+    """Length of the flat weight array of a model with h hidden units."""
+    return HEADER + 4 * h + 4 * h * h + 8 * h + h + 1
+
+
+@njit(cache=True)
 def hidden_size(weights: np.ndarray) -> int:
-    return int(weights[0]) if weights.shape[0] else 0
+    """The model's hidden units, or 0 when ``weights`` is empty or not a whole model (never read past its end)."""
+    if weights.shape[0] <= HEADER:
+        return 0
+    h = int(weights[0])
+    return h if h > 0 and weights.shape[0] == weights_size(h) else 0
 
 
 @njit(cache=True)
