@@ -309,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "from the series' own past")
     p.add_argument("--input", required=True, help="CSV with columns timestamp,value")
     p.add_argument("--output", default="-", help="CSV of scores (default: standard output)")
-    p.add_argument("--only", choices=("robust_z", "ewma", "cusum", "seasonal", "lstm"),
+    from udfs.ensemble_params import DETECTORS
+    p.add_argument("--only", choices=DETECTORS,
                    help="score with this detector alone (ablation)")
     p.add_argument("--train-after", type=int, default=288, help="rows before the first model training")
     p.add_argument("--retrain-every", type=int, default=4096, help="longest gap between trainings, in rows")

@@ -136,7 +136,6 @@ OPTIONS: dict[str, Option] = {
 }
 
 
-
 def _weights(v: Any) -> tuple:
     items = v if isinstance(v, (list, tuple)) else str(v).split(",")
     out = tuple(float(x) for x in items)
@@ -148,7 +147,7 @@ def _weights(v: Any) -> tuple:
 def _ensemble_options() -> dict[str, Option]:
     """The ensemble's options, declared once with their defaults in :class:`udfs.ensemble_params.EnsembleParams`."""
     from udfs.ensemble_params import option_types
-    types = {"int": _positive_int, "float": float, "str": str, "tuple": _weights}
+    types = {"int": _positive_int, "float": _non_negative_float, "str": str, "tuple": _weights}
     return {key: Option(types[t], default, help_text) for key, (t, default, help_text) in option_types().items()}
 
 

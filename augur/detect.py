@@ -37,6 +37,10 @@ class TrainingPolicy:
     seasonal: bool = True
     lstm: bool = True
 
+    def __post_init__(self):
+        if self.train_after < 1 or self.retrain_every < 1 or self.max_history < 2:
+            raise ValueError("train_after and retrain_every must be >= 1 and max_history >= 2")
+
     def schedule(self, n: int) -> list[int]:
         """Row indexes at which models are (re)trained on the rows before them."""
         out, k = [], self.train_after
@@ -63,6 +67,8 @@ def read_series(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     cols = [c.strip().lower() for c in df.columns]
     if "timestamp" not in cols or "value" not in cols:
         raise InputError(f"{path}: needs the columns timestamp,value (found {', '.join(df.columns)})")
+    if df.empty:
+        raise InputError(f"{path}: no rows to score")
     stamps = df.iloc[:, cols.index("timestamp")].str.strip()
     values = pd.to_numeric(df.iloc[:, cols.index("value")], errors="coerce").to_numpy(np.float64)
     values[~np.isfinite(values)] = np.nan
@@ -151,18 +157,20 @@ def params_from(cfg, only: str | None) -> EnsembleParams:
 
 def run(args, cfg) -> int:
     params = params_from(cfg, args.only)
-    policy = TrainingPolicy(train_after=args.train_after, retrain_every=args.retrain_every,
-                            seasonal=not args.no_seasonal, lstm=not args.no_lstm)
     try:
+        policy = TrainingPolicy(train_after=args.train_after, retrain_every=args.retrain_every,
+                                seasonal=not args.no_seasonal, lstm=not args.no_lstm)
         stamps, t_s, values = read_series(args.input)
-    except InputError as exc:
+    except (InputError, ValueError) as exc:
         print(f"augur detect: {exc}", file=sys.stderr)
         return 2
     timing = Timing()
     scores = detect(t_s, values, params, policy, timing)
     write_scores(args.output, stamps, values, scores, params)
     n_inc = int(scores.onset.sum())
-    print(f"augur detect: {len(values)} rows, {n_inc} incident(s), scoring {timing.scoring_s:.2f} s, "
+    gaps = int(np.isnan(values).sum())
+    print(f"augur detect: {len(values)} rows ({gaps} without a usable value, scored as gaps), {n_inc} incident(s), "
+          f"scoring {timing.scoring_s:.2f} s, "
           f"training seasonal {sum(timing.seasonal_s):.1f} s / lstm {sum(timing.lstm_s):.1f} s "
           f"({len(timing.lstm_s) or len(timing.seasonal_s)} trainings)", file=sys.stderr)
     return 0

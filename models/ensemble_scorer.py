@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -35,7 +36,7 @@ class Models:
     lstm: np.ndarray = field(default_factory=lambda: EMPTY)
     version: str = "none"
 
-    @property
+    @cached_property
     def tag(self) -> float:
         """A number naming these models, kept in the state to notice when a series' models change."""
         if not self.season.shape[0] and not self.lstm.shape[0]:

@@ -125,6 +125,7 @@ def test_detect_cli_writes_one_row_per_input_row(tmp_path, capsys):
         f.write(f"{int(t[-1]) + 300},not-a-number\n")
     out = tmp_path / "out.csv"
     assert main(["detect", "--input", str(src), "--output", str(out), "--no-lstm", "--train-after", "300"]) == 0
+    assert "901 rows (1 without a usable value, scored as gaps)" in capsys.readouterr().err
     rows = list(csv.DictReader(open(out)))
     assert len(rows) == 901
     assert set(rows[0]) >= {"timestamp", "value", "anomaly_score", "is_anomaly", *[f"score_{d}" for d in DETECTORS]}
@@ -136,3 +137,8 @@ def test_detect_cli_writes_one_row_per_input_row(tmp_path, capsys):
         read_series(back)
     assert main(["detect", "--input", str(back)]) == 2
     assert "backwards" in capsys.readouterr().err
+    empty = tmp_path / "empty.csv"
+    empty.write_text("timestamp,value\n")
+    assert main(["detect", "--input", str(empty)]) == 2
+    assert "no rows" in capsys.readouterr().err
+    assert main(["detect", "--input", str(src), "--train-after", "0"]) == 2
