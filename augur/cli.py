@@ -292,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("backfill_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_backfill)
 
+    p = sub.add_parser("train", add_help=False,
+                       help="fit each series' seasonal and LSTM models on history into the model registry "
+                            "(train --help)")
+    p.add_argument("train_args", nargs=argparse.REMAINDER)
+
     p = sub.add_parser("tail", parents=[common], help="follow an output topic (anomalies, features, deadletter...)")
     p.add_argument("topic", help=f"one of {', '.join(topics.BY_SHORT_NAME)} or a full topic name")
     p.add_argument("--from-beginning", action="store_true")
@@ -331,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PASSTHROUGH = {"backfill": "jobs.backfill"}  # subcommands whose arguments (--help too) belong to the job
+# subcommands whose arguments (--help too) belong to the job
+PASSTHROUGH = {"backfill": "jobs.backfill", "train": "models.train_registry"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,3 +69,30 @@ def test_the_stream_scorer_switches_to_registry_models(tmp_path):
     assert anomaly is not None and anomaly["verdict"] == "anomaly"
     names = {d["name"]: d for d in anomaly["detectors"]}
     assert names["seasonal"]["model_version"] == "seasonal_prophet/0.5"
+
+
+def test_augur_train_fills_the_registry_from_history(tmp_path, capsys):
+    import json
+    from augur.cli import main
+    from collectors.synthetic import SyntheticTelemetry
+    from udfs import lstm
+    gen = SyntheticTelemetry(hosts=1, seed=3)
+    start = 1_767_225_600_000
+    history = tmp_path / "history.jsonl"
+    with open(history, "w") as f:
+        f.write("not json\n")                                   # rejected and counted, not fatal
+        for batch in gen.iter_range(start, start + 6 * 3_600_000):
+            f.writelines(json.dumps(s) + "\n" for s in batch)
+    models = tmp_path / "models"
+    assert main(["train", str(history), "--models-dir", str(models), "--match", "^host-1 system.cpu.utilization",
+                 "--min-windows", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "of 12 series (1 input messages rejected); trained 1, skipped 0" in out
+    from schemas import series
+    sid = series.series_id("host-1", "system.cpu.utilization", {})
+    got = ModelRegistry(models).models_for(sid)
+    assert got.season.shape[0] > 7 and lstm.hidden_size(got.lstm) == 8
+    assert got.version.startswith("seasonal_prophet/") and "+lstm/" in got.version
+    assert main(["train", str(history), "--models-dir", str(models), "--match", "cpu.utilization",
+                 "--min-windows", "1000", "--no-lstm"]) == 0
+    assert "trained 0, skipped 1 with fewer than 1000 windows" in capsys.readouterr().out
