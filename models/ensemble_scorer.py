@@ -74,7 +74,7 @@ class EnsembleScorer:
     def detector_versions(self) -> list[str]:
         m = self.models
         return ["robust_z/1", "ewma/1", "cusum/1",
-                m.version if m.season.shape[0] else "seasonal/online-level",
+                m.version if m.season.shape[0] else "seasonal/none",
                 m.version if m.lstm.shape[0] else "lstm/none"]
 
 

@@ -7,7 +7,8 @@ The model is fitted offline (``models/seasonal_prophet.py``) and exported to one
 
 which is exactly Prophet's additive model: ``yhat(t) = y_scale * (trend(t') + sum_j beta_j * X_j(t))`` with
 ``t' = (t - t0) / t_scale`` and ``X`` the Fourier terms of days since the Unix epoch. An empty array means "no
-model": the baseline is then the online level alone, so a series without history still gets a (weaker) score.
+model": the baseline is then the online level alone (the ensemble's seasonal detector abstains, but the level
+still serves as the expectation that explanations quote).
 
 Between refits the model adapts online. The state ``[n, offset, scale]`` holds an EWMA of the residual (a level
 correction) and an EWMA of the absolute residual (the scale). The score is the residual z:
