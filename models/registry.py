@@ -25,29 +25,14 @@ KINDS = {"seasonal_prophet": "params", "lstm": "weights"}
 
 def _checked(kind: str, a: np.ndarray) -> np.ndarray:
     """The array if it is a whole model of its kind (the kernels trust their layout), else ArtifactError."""
-    from udfs import lstm
+    from udfs import lstm, seasonal
     if a.ndim != 1 or not np.isfinite(a).all():
         raise ArtifactError(f"{kind} arrays must be one-dimensional and finite")
     if kind == "lstm" and (a.shape[0] == 0 or lstm.hidden_size(a) == 0):
         raise ArtifactError(f"lstm weights of length {a.shape[0]} are not a whole model")
-    if kind == "seasonal_prophet" and a.shape[0] and not _season_ok(a):
+    if kind == "seasonal_prophet" and a.shape[0] and not seasonal.params_valid(a):
         raise ArtifactError("seasonal_prophet parameters do not match their own layout")
     return a
-
-
-def _season_ok(a: np.ndarray) -> bool:
-    if a.shape[0] < 7:
-        return False
-    n_cp = int(a[5])
-    pos = 6 + 2 * n_cp
-    if n_cp < 0 or pos >= a.shape[0]:
-        return False
-    n_seas, pos = int(a[pos]), pos + 1
-    for _ in range(n_seas):
-        if pos + 2 > a.shape[0]:
-            return False
-        pos += 2 + 2 * int(a[pos + 1])
-    return pos == a.shape[0]
 
 
 def series_key(series_id: str) -> str:

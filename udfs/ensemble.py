@@ -12,10 +12,9 @@ Each raw score goes through its own online calibrator (:mod:`udfs.calibration`),
 language: the score's rank in that detector's history on this series. That rank is capped by what the raw score
 means on its own (``erf(|z| / (sqrt 2 * z_unit))`` for the z-like detectors, the CUSUM statistic over its limit),
 so a deviation must be both rare for the series and material (3.3 z_unit sigmas for 0.999, with the scale floors)
-to count: a very quiet series does not turn a 1-sigma wiggle into an anomaly. The combiner (weighted ``mean``, ``max`` or
-``vote``, or ``top2``: the mean of the two highest, so that two detectors must agree) gives the ensemble score;
-a detector votes when its calibrated score reaches ``vote_p``. The verdict has
-hysteresis: an incident opens when the score reaches ``enter`` and closes after ``exit_after`` points below
+to count: a very quiet series does not turn a 1-sigma wiggle into an anomaly. The combiner (weighted ``mean``,
+``max``, ``vote``, or ``top2``: the mean of the two highest, so that two detectors must agree) gives the ensemble
+score; a detector votes when its calibrated score reaches ``vote_p``. The verdict has hysteresis: an incident opens when the score reaches ``enter`` and closes after ``exit_after`` points below
 ``exit``, so a long anomaly is one incident. Detectors that are disabled, without a model, or still warming up give
 NaN and are left out; with fewer than ``min_detectors`` ready the verdict is "warm-up".
 
@@ -37,7 +36,7 @@ from udfs import calibration, ewma_cusum, lstm, robust_zscore, seasonal
 from udfs.ensemble_params import (CUSUM, EWMA, LSTM, N_DET, P_ABS_FLOOR, P_ALPHA, P_BINS, P_CAL_HI, P_CAL_LO,
                                   P_CAL_MAX, P_CAL_MIN, P_CLIP, P_COMBINER, P_DRIFT, P_ENTER, P_EXIT, P_EXIT_AFTER,
                                   P_HIDDEN, P_INPUT_CLIP, P_LIMIT, P_MIN_DETECTORS, P_MIN_HISTORY, P_OUTLIER_Z,
-                                  P_REL_FLOOR, P_SEASONAL_ALPHA, P_TAIL_INDEX, P_VOTE_P, P_WEIGHTS, P_WINDOW,
+                                  P_REL_FLOOR, P_ADAPT_ALPHA, P_TAIL_INDEX, P_VOTE_P, P_WEIGHTS, P_WINDOW,
                                   P_Z_UNIT, ROBUST, SEASONAL)
 
 # state header
@@ -143,12 +142,12 @@ def _step(off: np.ndarray, state: np.ndarray, params: np.ndarray, season: np.nda
     if params[P_WEIGHTS + CUSUM] > 0:
         raw[CUSUM] = change
     floor = rel_floor * abs(level) + abs_floor + 1e-12
-    z, expected = seasonal.step(state[off[2]:off[3]], season, x, t_s, params[P_SEASONAL_ALPHA], min_history,
+    z, expected = seasonal.step(state[off[2]:off[3]], season, x, t_s, params[P_ADAPT_ALPHA], min_history,
                                 floor, clip)
     if params[P_WEIGHTS + SEASONAL] > 0 and season.shape[0] > 0:
         raw[SEASONAL] = abs(z)
     if lstm_weights.shape[0] > 0 and lstm.hidden_size(lstm_weights) == int(params[P_HIDDEN]):
-        z, _ = lstm.step(state[off[3]:off[4]], lstm_weights, x, params[P_SEASONAL_ALPHA], min_history, floor,
+        z, _ = lstm.step(state[off[3]:off[4]], lstm_weights, x, params[P_ADAPT_ALPHA], min_history, floor,
                          params[P_INPUT_CLIP])
         if params[P_WEIGHTS + LSTM] > 0:
             raw[LSTM] = abs(z)
@@ -189,16 +188,12 @@ def adopt_models(state: np.ndarray, params: np.ndarray, lstm_weights: np.ndarray
     state[off[2] + seasonal.OFFSET] = 0.0
     hs = int(params[P_HIDDEN])
     sub = state[off[3]:off[4]]
-    sub[1:1 + 2 * hs] = 0.0
-    sub[1 + 2 * hs] = np.nan
-    if lstm_weights.shape[0] == 0 or lstm.hidden_size(lstm_weights) != hs:
+    lstm.reset(sub, hs)
+    if lstm.hidden_size(lstm_weights) != hs:
         return
-    mu, sd = lstm_weights[1], lstm_weights[2]
-    clip = params[P_INPUT_CLIP]
     for x in recent:
         if not np.isnan(x):
-            u = min(max((x - mu) / sd, -clip), clip)
-            sub[1 + 2 * hs] = mu + sd * lstm.cell(lstm_weights, sub[1:1 + 2 * hs], sub[3 + 2 * hs:3 + 6 * hs], u)
+            lstm.advance(sub, lstm_weights, x, params[P_INPUT_CLIP])
 
 
 @njit(cache=True)

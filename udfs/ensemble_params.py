@@ -14,14 +14,6 @@ N_DET = len(DETECTORS)
 ROBUST, EWMA, CUSUM, SEASONAL, LSTM = range(N_DET)
 COMBINERS = ("mean", "max", "vote", "top2")
 
-# indexes into the parameter array the kernel reads
-(P_WINDOW, P_MIN_HISTORY, P_OUTLIER_Z, P_REL_FLOOR, P_ABS_FLOOR, P_ALPHA, P_DRIFT, P_LIMIT, P_CLIP,
- P_SEASONAL_ALPHA, P_INPUT_CLIP, P_BINS, P_CAL_LO, P_CAL_HI, P_CAL_MIN, P_CAL_MAX, P_COMBINER, P_VOTE_P, P_ENTER,
- P_EXIT, P_EXIT_AFTER, P_MIN_DETECTORS, P_HIDDEN, P_TAIL_INDEX, P_Z_UNIT) = range(25)
-P_WEIGHTS = 25
-N_PARAMS = P_WEIGHTS + N_DET
-
-
 def _p(default, help_text: str):
     return field(default=default, metadata={"help": help_text})
 
@@ -71,32 +63,12 @@ class EnsembleParams:
         return replace(self, weights=w, min_detectors=1)
 
     def to_array(self) -> np.ndarray:
+        """The float64 array the kernel reads: the fields in declaration order (the combiner as its index in
+        :data:`COMBINERS`), the detector weights last. The ``P_*`` indexes below are derived from the same order."""
         a = np.zeros(N_PARAMS)
-        a[P_WINDOW] = self.window
-        a[P_MIN_HISTORY] = self.min_history
-        a[P_OUTLIER_Z] = self.outlier_z
-        a[P_REL_FLOOR] = self.rel_floor
-        a[P_ABS_FLOOR] = self.abs_floor
-        a[P_ALPHA] = self.alpha
-        a[P_DRIFT] = self.drift
-        a[P_LIMIT] = self.limit
-        a[P_CLIP] = self.clip
-        a[P_SEASONAL_ALPHA] = self.adapt_alpha
-        a[P_INPUT_CLIP] = self.input_clip
-        a[P_BINS] = self.bins
-        a[P_CAL_LO] = self.cal_lo
-        a[P_CAL_HI] = self.cal_hi
-        a[P_CAL_MIN] = self.cal_min
-        a[P_CAL_MAX] = self.cal_max
-        a[P_COMBINER] = COMBINERS.index(self.combiner)
-        a[P_VOTE_P] = self.vote_p
-        a[P_ENTER] = self.enter
-        a[P_EXIT] = self.exit
-        a[P_EXIT_AFTER] = self.exit_after
-        a[P_MIN_DETECTORS] = self.min_detectors
-        a[P_HIDDEN] = self.hidden
-        a[P_TAIL_INDEX] = self.tail_index
-        a[P_Z_UNIT] = self.z_unit
+        for i, name in enumerate(PACKED):
+            value = getattr(self, name)
+            a[i] = COMBINERS.index(value) if name == "combiner" else value
         a[P_WEIGHTS:P_WEIGHTS + N_DET] = self.weights
         return a
 
@@ -109,6 +81,26 @@ class EnsembleParams:
             if key in values:
                 kwargs[f.name] = values[key]
         return cls(**kwargs)
+
+
+PACKED = tuple(f.name for f in fields(EnsembleParams) if f.name != "weights")
+
+
+def _slot(name: str) -> int:
+    return PACKED.index(name)
+
+
+# indexes into the parameter array the kernel reads (a misspelt name fails at import)
+P_WINDOW, P_MIN_HISTORY, P_OUTLIER_Z = _slot("window"), _slot("min_history"), _slot("outlier_z")
+P_REL_FLOOR, P_ABS_FLOOR, P_CLIP = _slot("rel_floor"), _slot("abs_floor"), _slot("clip")
+P_ALPHA, P_DRIFT, P_LIMIT = _slot("alpha"), _slot("drift"), _slot("limit")
+P_ADAPT_ALPHA, P_INPUT_CLIP, P_HIDDEN = _slot("adapt_alpha"), _slot("input_clip"), _slot("hidden")
+P_BINS, P_CAL_LO, P_CAL_HI = _slot("bins"), _slot("cal_lo"), _slot("cal_hi")
+P_CAL_MIN, P_CAL_MAX, P_TAIL_INDEX, P_Z_UNIT = _slot("cal_min"), _slot("cal_max"), _slot("tail_index"), _slot("z_unit")
+P_COMBINER, P_VOTE_P, P_MIN_DETECTORS = _slot("combiner"), _slot("vote_p"), _slot("min_detectors")
+P_ENTER, P_EXIT, P_EXIT_AFTER = _slot("enter"), _slot("exit"), _slot("exit_after")
+P_WEIGHTS = len(PACKED)
+N_PARAMS = P_WEIGHTS + N_DET
 
 
 def option_key(name: str) -> str:

@@ -85,6 +85,22 @@ def cell(weights: np.ndarray, hc: np.ndarray, gates: np.ndarray, u: float) -> fl
 
 
 @njit(cache=True)
+def reset(state: np.ndarray, h: int) -> None:
+    """Forget the hidden and cell vectors and the pending forecast (the error scale and count are kept)."""
+    state[1:1 + 2 * h] = 0.0
+    state[1 + 2 * h] = np.nan
+
+
+@njit(cache=True)
+def advance(state: np.ndarray, weights: np.ndarray, x: float, input_clip: float) -> None:
+    """Feed x (normalised, clipped) through the cell; the state then holds the forecast of the next value."""
+    hs = int(weights[0])
+    mu, sd = weights[1], weights[2]
+    u = min(max((x - mu) / sd, -input_clip), input_clip)
+    state[1 + 2 * hs] = mu + sd * cell(weights, state[1:1 + 2 * hs], state[3 + 2 * hs:3 + 6 * hs], u)
+
+
+@njit(cache=True)
 def step(state: np.ndarray, weights: np.ndarray, x: float, alpha: float, min_history: int, scale_floor: float,
          input_clip: float) -> tuple:
     """Return ``(z, pred)``: the residual z of x against the forecast made at the previous step, then advance."""
@@ -96,7 +112,6 @@ def step(state: np.ndarray, weights: np.ndarray, x: float, alpha: float, min_his
     pred = state[pred_i]
     if np.isnan(x):
         return np.nan, pred
-    mu, sd = weights[1], weights[2]
     n = state[0]
     z = np.nan
     if not np.isnan(pred):
@@ -107,8 +122,7 @@ def step(state: np.ndarray, weights: np.ndarray, x: float, alpha: float, min_his
         w = max(alpha, 1.0 / (n + 1.0))
         state[scale_i] += w * (min(abs(resid), 10.0 * scale) - state[scale_i])
         state[0] = n + 1.0
-    u = min(max((x - mu) / sd, -input_clip), input_clip)
-    state[pred_i] = mu + sd * cell(weights, state[1:1 + 2 * hs], state[3 + 2 * hs:3 + 6 * hs], u)
+    advance(state, weights, x, input_clip)
     return z, pred
 
 
@@ -116,11 +130,9 @@ def step(state: np.ndarray, weights: np.ndarray, x: float, alpha: float, min_his
 def forecast_sequence(weights: np.ndarray, xs: np.ndarray, input_clip: float) -> np.ndarray:
     """The forecast after each input of ``xs`` from a zero state (what torch computes over the sequence)."""
     hs = hidden_size(weights)
-    hc = np.zeros(2 * hs)
-    gates = np.empty(4 * hs)
+    state = init_state(hs)
     out = np.empty(xs.shape[0])
-    mu, sd = weights[1], weights[2]
     for i in range(xs.shape[0]):
-        u = min(max((xs[i] - mu) / sd, -input_clip), input_clip)
-        out[i] = mu + sd * cell(weights, hc, gates, u)
+        advance(state, weights, xs[i], input_clip)
+        out[i] = state[1 + 2 * hs]
     return out

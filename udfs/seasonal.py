@@ -31,6 +31,22 @@ def init_state() -> np.ndarray:
     return np.zeros(STATE_SIZE)
 
 
+def params_valid(params: np.ndarray) -> bool:
+    """Whether a non-empty parameter array is laid out as documented above (so :func:`predict` stays inside it)."""
+    if params.shape[0] < 7:
+        return False
+    n_cp = int(params[5])
+    pos = 6 + 2 * n_cp
+    if n_cp < 0 or pos >= params.shape[0]:
+        return False
+    n_seas, pos = int(params[pos]), pos + 1
+    for _ in range(n_seas):
+        if pos + 2 > params.shape[0]:
+            return False
+        pos += 2 + 2 * int(params[pos + 1])
+    return pos == params.shape[0]
+
+
 @njit(cache=True)
 def predict(params: np.ndarray, t_s: float) -> float:
     """Prophet's ``yhat`` at time ``t_s`` (seconds since the epoch); 0.0 when ``params`` is empty (no model)."""
