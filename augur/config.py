@@ -79,7 +79,6 @@ OPTIONS: dict[str, Option] = {
     "infra.kafka.heap-mb": Option(_positive_int, 512, "JVM heap of that broker"),
     "stream.window-size-ms": Option(_positive_int, 60_000, "tumbling event-time window of the feature stage"),
     "stream.out-of-orderness-ms": Option(_non_negative_int, 20_000, "bounded out-of-orderness of watermarks"),
-    "stream.allowed-lateness-ms": Option(_non_negative_int, 0, "lateness a window still accepts after it fired"),
     "stream.idle-timeout-ms": Option(_positive_int, 30_000, "a source split idle this long stops holding back watermarks"),
     "stream.max-future-skew-ms": Option(_non_negative_int, 300_000, "records stamped further than this in the future are rejected (clock_skew)"),
     "stream.max-message-bytes": Option(_positive_int, 65_536, "larger telemetry messages are rejected (oversized)"),
@@ -87,8 +86,14 @@ OPTIONS: dict[str, Option] = {
                                                "time: small, so that no partition waits past the idle timeout "
                                                "while another's backlog drains"),
     "stream.parallelism": Option(_positive_int, 1, "parallelism of the streaming job"),
-    "stream.checkpoint-interval-ms": Option(_non_negative_int, 10_000, "checkpoint interval (0 disables checkpoints)"),
+    "stream.checkpoint-interval-ms": Option(_non_negative_int, 2_000, "checkpoint interval; the exactly-once sinks "
+                                            "commit with each checkpoint, so read_committed consumers see output "
+                                            "this late at most (0 disables checkpoints: at-least-once sinks)"),
     "stream.checkpoint-dir": Option(str, "", "checkpoint folder or URI (default: <cache>/run/checkpoints)"),
+    "stream.transactional-id-prefix": Option(str, "augur-stream", "prefix of the Kafka transactional ids of the "
+                                             "exactly-once sinks: unique per job, stable across its restarts"),
+    "stream.transaction-timeout-ms": Option(_positive_int, 600_000, "Kafka transaction timeout of the sinks (at "
+                                            "most the broker's transaction.max.timeout.ms, 15 min by default)"),
     "stream.start-from": Option(str, "group-offsets", "where a job without committed offsets starts: group-offsets "
                                 "(committed, else earliest), earliest, latest, or an epoch-ms record timestamp"),
     "stream.consumer-group": Option(str, "augur-stream", "Kafka consumer group of the streaming job"),

@@ -113,7 +113,7 @@ def process_shard(shard: Shard, cfg: Config, staging: Path | None, bootstrap_out
     t0 = last_print = time.monotonic()
     sink = Sink(staging, bootstrap_out, shard.name.replace(":", "_").replace("/", "_"), stats)
     window = cfg["stream.window-size-ms"]
-    hold = cfg["stream.out-of-orderness-ms"] + cfg["stream.allowed-lateness-ms"]
+    hold = cfg["stream.out-of-orderness-ms"]
     runner = SeriesRunner(window, steps.EnsembleFeatureScorer.from_config(cfg), Forecaster.from_config(cfg))
     open_windows: dict[int, dict[str, list[dict]]] = {}
     closed_before = -(2 ** 62)  # windows starting before this are closed

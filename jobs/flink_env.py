@@ -35,10 +35,12 @@ def create_stream_env(cfg: Config):
     from pyflink.datastream import StreamExecutionEnvironment
 
     conf = Configuration()
-    jars = ";".join(p.resolve().as_uri() for p in maven.flink_connector_jars())
+    jars = ";".join(p.resolve().as_uri() for p in maven.flink_job_jars())
     conf.set_string("pipeline.jars", jars)
     conf.set_string("python.executable", sys.executable)
     conf.set_string("python.client.executable", sys.executable)
+    # the JVM stages (Flink SQL) never hold on to a record they emitted: chained operators may pass it on uncopied
+    conf.set_string("pipeline.object-reuse", "true")
     conf.set_string("python.fn-execution.bundle.size", "1000")
     conf.set_string("python.fn-execution.bundle.time", "200")
     conf.set_string("restart-strategy.type", "fixed-delay")

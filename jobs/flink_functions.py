@@ -5,27 +5,44 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import orjson
 from pyflink.common import Row, Types
-from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
-from pyflink.datastream.functions import ProcessWindowFunction
+from pyflink.datastream import KeyedProcessFunction, MapFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from augur.config import Config
 from jobs import steps
 from jobs.forecasting import Forecaster
-from schemas import codec, topics
+from schemas import codec, series, topics
 
 KEYED_JSON = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
-DEADLETTER_TAG = OutputTag("deadletter", KEYED_JSON)
-LATE_TAG = OutputTag("late", Types.PICKLED_BYTE_ARRAY())
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class ParseTelemetry(ProcessFunction):
-    """Raw message -> ``(series_id, record)``; anything unusable goes to the dead-letter side output."""
+class WindowToFeatures(MapFunction):
+    """One series' window from the JVM window stage (:mod:`jobs.telemetry_windows`) -> its features record."""
+
+    def __init__(self, cfg: dict):
+        self.window_ms = cfg["stream.window-size-ms"]
+
+    def map(self, row):
+        window_start, host, metric, attrs_json, w = row
+        mtype, ts, vals, counts, hsums, capacity = w
+        attrs = orjson.loads(attrs_json)
+        histogram_type = mtype == "histogram"
+        return steps.window_record(
+            series.series_id(host, metric, attrs), host, metric, attrs, mtype, window_start,
+            window_start + self.window_ms, ts=np.asarray(ts, dtype=np.int64),
+            values=None if histogram_type else np.asarray(vals, dtype=np.float64),
+            merged=np.asarray(counts, dtype=np.float64) if histogram_type else None,
+            hist_sums=np.asarray(hsums, dtype=np.float64) if histogram_type else None, capacity=capacity)
+
+
+class RejectedToDeadLetter(MapFunction):
+    """A message the JVM parser refused -> its dead-letter record, with the Python codec's reason."""
 
     def __init__(self, cfg: dict):
         self.cfg_values = cfg
@@ -33,21 +50,9 @@ class ParseTelemetry(ProcessFunction):
     def open(self, runtime_context: RuntimeContext):
         self.cfg = Config(self.cfg_values)
 
-    def process_element(self, row, ctx: ProcessFunction.Context):
-        value = row[0]
-        now = now_ms()
-        try:
-            yield steps.parse_telemetry(value, now, self.cfg)
-        except codec.Rejected as rejected:
-            yield DEADLETTER_TAG, Row(*steps.deadletter(rejected, value, now))
-
-
-class WindowFeatures(ProcessWindowFunction):
-    """All samples of one series in one window -> its ``augur.features.v1`` record."""
-
-    def process(self, key: str, context: ProcessWindowFunction.Context, elements):
-        window = context.window()
-        yield steps.features_record(key, window.start, window.end, [record for _, record in elements])
+    def map(self, row):
+        payload, jvm_reason = row
+        return Row(*steps.jvm_rejected_deadletter(bytes(payload), jvm_reason, now_ms(), self.cfg))
 
 
 class ScoreFeatures(KeyedProcessFunction):
@@ -94,5 +99,6 @@ def features_row(feature: dict) -> Row:
     return Row(feature["series_id"], codec.encode(topics.FEATURES.name, feature, check=False).decode())
 
 
-def late_row(value) -> Row:
-    return Row(*steps.late_deadletter(value[1], now_ms()))
+def late_row(row) -> Row:
+    payload = bytes(row[0])
+    return Row(*steps.deadletter(steps.late(codec.decode(topics.TELEMETRY.name, payload)["ts"]), payload, now_ms()))

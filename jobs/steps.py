@@ -20,6 +20,7 @@ from schemas import codec, series, topics
 from udfs.ensemble import VERDICT_ANOMALY
 from udfs.ensemble_params import EnsembleParams
 from udfs.transforms import SCALE_FLOORS, stabilize, unstabilize
+from udfs import histogram
 from udfs.window_features import finite_or_none, window_features
 
 JOB_PRODUCER = {"name": "augur-stream", "version": __version__, "instance": socket.gethostname()}
@@ -49,35 +50,56 @@ def deadletter(rejected: codec.Rejected, payload: bytes | str, now_ms: int,
     return rec["reason"], codec.encode(topics.DEADLETTER.name, rec, check=False).decode()
 
 
+def jvm_rejected_deadletter(payload: bytes, jvm_reason: str, now_ms: int, cfg: Config) -> tuple[str, str]:
+    """``(key, json)`` of the dead-letter record of a message the stream's JVM parser refused (``jvm_reason``).
+
+    The reason and detail come from the Python codec, the reference every engine shares; should it accept a
+    message the JVM refused (the two validators disagree, or the clock moved between the two skew checks), the
+    message is still dead-lettered, with the JVM's reason."""
+    try:
+        parse_telemetry(payload, now_ms, cfg)
+    except codec.Rejected as rejected:
+        return deadletter(rejected, payload, now_ms)
+    reason, _, detail = jvm_reason.partition(":")
+    if reason not in codec.DEADLETTER_REASONS:
+        reason, detail = "schema_violation", jvm_reason
+    return deadletter(codec.Rejected(reason, f"refused by the stream's JVM parser: {detail.strip() or reason}"),
+                      payload, now_ms)
+
+
 def late(event_ts: int) -> codec.Rejected:
     """The rejection of a sample whose window has already closed."""
-    return codec.Rejected("late", "arrived after its window had closed (event time older than the watermark "
-                          "minus the allowed lateness)", event_ts)
-
-
-def late_deadletter(record: dict, now_ms: int) -> tuple[str, str]:
-    return deadletter(late(record["ts"]), codec.encode(topics.TELEMETRY.name, record, check=False), now_ms)
+    return codec.Rejected("late", "arrived after its window had closed (the watermark, event time minus the "
+                          "allowed out-of-orderness, had passed the window's end)", event_ts)
 
 
 def features_record(sid: str, window_start: int, window_end: int, samples: list[dict]) -> dict:
     """The ``augur.features.v1`` record of one series' window (``samples`` all belong to ``sid``)."""
     samples = sorted(samples, key=lambda s: s["ts"])
     first = samples[0]
-    mtype = first["type"]
-    ts = np.fromiter((s["ts"] for s in samples), dtype=np.int64, count=len(samples))
-    if mtype == "histogram":
-        hists = [s["hist"]["counts"] for s in samples]
-        sums = np.fromiter((s["hist"]["sum"] for s in samples), dtype=np.float64, count=len(samples))
-        value, feats = window_features(mtype, ts, None, hists, sums, window_end - window_start)
-    else:
-        values = np.fromiter((s["value"] for s in samples), dtype=np.float64, count=len(samples))
-        value, feats = window_features(mtype, ts, values, None, None, window_end - window_start)
-    capacity = samples[-1].get("capacity")
+    histogram_type = first["type"] == "histogram"
+    return window_record(
+        sid, first["host"], first["metric"], first["attrs"], first["type"], window_start, window_end,
+        ts=np.fromiter((s["ts"] for s in samples), dtype=np.int64, count=len(samples)),
+        values=None if histogram_type else np.fromiter((s["value"] for s in samples), dtype=np.float64,
+                                                       count=len(samples)),
+        merged=histogram.merge([s["hist"]["counts"] for s in samples]) if histogram_type else None,
+        hist_sums=np.fromiter((s["hist"]["sum"] for s in samples), dtype=np.float64, count=len(samples))
+        if histogram_type else None,
+        capacity=samples[-1].get("capacity"))
+
+
+def window_record(sid: str, host: str, metric: str, attrs: dict, mtype: str, window_start: int, window_end: int,
+                  ts: np.ndarray, values: np.ndarray | None, merged: np.ndarray | None,
+                  hist_sums: np.ndarray | None, capacity: float | None) -> dict:
+    """The ``augur.features.v1`` record of one series' window from its samples' arrays, sorted by event time (what
+    the stream's JVM window stage hands over, and what :func:`features_record` builds from sample records)."""
+    value, feats = window_features(mtype, ts, values, merged, hist_sums, window_end - window_start)
     return {
-        "v": 1, "ts": window_end, "host": first["host"], "producer": JOB_PRODUCER, "series_id": sid,
-        "metric": first["metric"], "type": mtype, "attrs": first["attrs"],
-        "window_start": window_start, "window_end": window_end, "count": len(samples),
-        "value": finite_or_none(value), "capacity": capacity,
+        "v": 1, "ts": window_end, "host": host, "producer": JOB_PRODUCER, "series_id": sid,
+        "metric": metric, "type": mtype, "attrs": dict(sorted(attrs.items())),
+        "window_start": window_start, "window_end": window_end, "count": int(ts.size),
+        "value": finite_or_none(value), "capacity": None if capacity is None else float(capacity),
         "features": {k: (v if k == "obs_count" else finite_or_none(v)) for k, v in feats.items()},
     }
 

@@ -23,7 +23,10 @@ class Topic:
 # (event time is in every payload).
 BY_ARRIVAL = (("message.timestamp.type", "LogAppendTime"),)
 
-TELEMETRY = Topic("augur.telemetry.v1", 6, "series_id", "aggregated samples from collectors and generators")
+# The broker stamps telemetry with its own clock on arrival: the stream measures a sample's clock skew against that
+# one clock (a host whose clock runs ahead cannot hide it by stamping its Kafka records with the same wrong time).
+TELEMETRY = Topic("augur.telemetry.v1", 6, "series_id", "aggregated samples from collectors and generators",
+                  BY_ARRIVAL)
 EVENTS = Topic("augur.events.v1", 3, "host", "discrete host events (exec, exit, oom_kill, injected faults)")
 FEATURES = Topic("augur.features.v1", 6, "series_id", "per-series event-time window features", BY_ARRIVAL)
 ANOMALIES = Topic("augur.anomalies.v1", 3, "series_id", "anomalous windows with scores and explanations", BY_ARRIVAL)

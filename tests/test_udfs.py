@@ -103,7 +103,7 @@ def test_window_features_by_type():
     v, f = window_features("counter", ts, np.array([100.0, 110, 120, 5, 15, 25]), None, None, 60_000)
     assert v == pytest.approx((10 + 10 + 5 + 10 + 10) / 50)
     hists = [[0, 5, 10], [0, 5, 10, 2]]
-    v, f = window_features("histogram", ts[:2], None, hists, np.array([40.0, 60.0]), 60_000)
+    v, f = window_features("histogram", ts[:2], None, histogram.merge(hists), np.array([40.0, 60.0]), 60_000)
     assert f["obs_count"] == 32 and f["mean"] == pytest.approx(100 / 32) and f["rate"] == pytest.approx(32 / 60)
     assert v == f["p99"] == pytest.approx(histogram.quantile(np.array([0, 10, 20, 2.0]), 0.99))
     assert f["p50"] <= f["p95"] <= f["p99"] <= f["max"]

@@ -23,15 +23,16 @@ def counter_increase(values: np.ndarray) -> float:
     return float(np.where(diffs >= 0, diffs, values[1:]).sum())
 
 
-def window_features(mtype: str, ts: np.ndarray, values: np.ndarray | None, hists: list[list[int]] | None,
+def window_features(mtype: str, ts: np.ndarray, values: np.ndarray | None, merged: np.ndarray | None,
                     hist_sums: np.ndarray | None, window_ms: int) -> tuple[float, dict]:
-    """Return ``(value, features)`` for samples ``ts`` (sorted) of a series of type ``mtype``."""
+    """Return ``(value, features)`` for samples ``ts`` (sorted) of a series of type ``mtype``; a histogram series
+    gives its samples' histograms merged bucket by bucket (:func:`udfs.histogram.merge`) and their sums."""
     nan = math.nan
     f = dict.fromkeys(FEATURE_NAMES, nan)
     f["obs_count"] = None
     window_s = window_ms / 1000.0
     if mtype == "histogram":
-        merged = histogram.merge(hists or [])
+        merged = np.zeros(0) if merged is None else merged
         obs = int(merged.sum())
         f["obs_count"] = obs
         total = float(hist_sums.sum()) if hist_sums is not None else nan
