@@ -53,6 +53,67 @@ def cmd_infra(args) -> int:
     return 0
 
 
+def _cluster(cfg: Config):
+    from infra.flink_cluster import FlinkCluster
+    return FlinkCluster(cfg["infra.flink.rest-port"], cfg["infra.flink.rpc-port"], cfg["infra.flink.taskmanagers"],
+                        cfg["infra.flink.slots"])
+
+
+def _rest(args, cfg: Config) -> str:
+    return args.rest or _cluster(cfg).rest
+
+
+def cmd_cluster(args) -> int:
+    cluster = _cluster(_config(args))
+    if args.action == "up":
+        print(cluster.up().describe())
+    elif args.action == "down":
+        print("flink: stopped" if cluster.down() else "flink: was not running")
+    else:
+        status = cluster.status()
+        print(status.describe())
+        return 0 if status.answering else 3
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from infra import flink_jobs
+    cfg = _config(args)
+    sets = dict(parse_set_args(args.set))
+    if args.parallelism:
+        sets["stream.parallelism"] = str(args.parallelism)
+    job_id = flink_jobs.submit(_rest(args, cfg), sets, savepoint=args.from_savepoint, config_file=args.config)
+    print(f"submitted {job_id} to http://{_rest(args, cfg)}" +
+          (f" from {args.from_savepoint}" if args.from_savepoint else ""))
+    return 0
+
+
+def cmd_jobs(args) -> int:
+    from infra import flink_jobs
+    cfg = _config(args)
+    rest = _rest(args, cfg)
+    if args.action == "list":
+        for j in flink_jobs.list_jobs(rest):
+            print(f"{j['jid']}  {j['state']:<10} {j['name']}  ({j.get('duration', 0) / 1000:.0f} s)")
+        return 0
+    if args.action == "resume":
+        if not args.target:
+            raise ConfigError("jobs resume: name the savepoint to resume from")
+        job_id = flink_jobs.submit(rest, dict(parse_set_args(args.set)), savepoint=args.target,
+                                   config_file=args.config)
+        print(f"resumed as {job_id} from {args.target}")
+        return 0
+    if not args.target:
+        raise ConfigError(f"jobs {args.action}: name the job id (see `augur jobs list`)")
+    if args.action == "cancel":
+        flink_jobs.cancel(rest, args.target)
+        print(f"cancelling {args.target}")
+    else:
+        where = flink_jobs.savepoint(rest, args.target, args.dir, stop=args.stop)
+        print(f"savepoint {where}" + (" (job stopped; `augur jobs resume` it)" if args.stop else ""))
+    return 0
+
+
 def cmd_synth(args) -> int:
     from augur.timeparse import format_ms, now_ms, parse_time_ms
     from collectors.faults import DEMO_FAULTS, parse_duration_ms, parse_fault, write_labels
@@ -287,6 +348,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_args", nargs=argparse.REMAINDER, help="passed to the job (e.g. --bounded)")
     p.set_defaults(func=cmd_stream)
 
+    p = sub.add_parser("cluster", parents=[common],
+                       help="start/stop/inspect a standalone Flink session cluster here (1 JobManager, "
+                            "infra.flink.taskmanagers TaskManagers)")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.set_defaults(func=cmd_cluster)
+
+    rest_opt = argparse.ArgumentParser(add_help=False)
+    rest_opt.add_argument("--rest", help="the cluster's REST address host:port (default: the local cluster's)")
+    p = sub.add_parser("submit", parents=[common, rest_opt],
+                       help="submit the streaming job to a Flink cluster (--set options go to the job)")
+    p.add_argument("--parallelism", "-p", type=int, help="the job's parallelism (stream.parallelism)")
+    p.add_argument("--from-savepoint", help="start from this savepoint or retained checkpoint")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("jobs", parents=[common, rest_opt],
+                       help="list, cancel, savepoint (--stop: stop with a savepoint) or resume jobs on a cluster")
+    p.add_argument("action", choices=["list", "cancel", "savepoint", "resume"])
+    p.add_argument("target", nargs="?", help="job id (cancel, savepoint) or savepoint path (resume)")
+    p.add_argument("--stop", action="store_true", help="savepoint: stop the job with it")
+    p.add_argument("--dir", help="savepoint: target folder (default: the cluster's savepoint folder)")
+    p.set_defaults(func=cmd_jobs)
+
     p = sub.add_parser("backfill", add_help=False,
                        help="re-run features, scores and forecasts over history on Apache Beam (backfill --help)")
     p.add_argument("backfill_args", nargs=argparse.REMAINDER)
@@ -352,9 +435,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"augur: configuration error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # a clear one-line error for the failures we anticipate
+        from infra.flink_cluster import ClusterError
         from infra.kafka_broker import BrokerError
         from infra.maven import FetchError
-        if isinstance(e, (BrokerError, FetchError, ValueError)) and not os.environ.get("AUGUR_DEBUG"):
+        if isinstance(e, (BrokerError, ClusterError, FetchError, ValueError)) and not os.environ.get("AUGUR_DEBUG"):
             print(f"augur: {e}", file=sys.stderr)
             return 1
         raise

@@ -77,8 +77,15 @@ OPTIONS: dict[str, Option] = {
     "infra.kafka.port": Option(_positive_int, 9092, "client port of the broker `augur infra up` starts"),
     "infra.kafka.controller-port": Option(_positive_int, 9093, "KRaft controller port of that broker"),
     "infra.kafka.heap-mb": Option(_positive_int, 512, "JVM heap of that broker"),
+    "infra.flink.rest-port": Option(_positive_int, 8081, "REST port of the cluster `augur cluster up` starts"),
+    "infra.flink.rpc-port": Option(_positive_int, 6123, "JobManager RPC port of that cluster"),
+    "infra.flink.taskmanagers": Option(_positive_int, 2, "TaskManagers of that cluster"),
+    "infra.flink.slots": Option(_positive_int, 2, "task slots per TaskManager (a parallelism-2 job keeps room to "
+                                "recover when one TaskManager is lost)"),
     "stream.window-size-ms": Option(_positive_int, 60_000, "tumbling event-time window of the feature stage"),
     "stream.out-of-orderness-ms": Option(_non_negative_int, 20_000, "bounded out-of-orderness of watermarks"),
+    "stream.no-data-after-ms": Option(_non_negative_int, 300_000, "a series silent this long (event time, as the "
+                                      "watermark says) gets one no_data record on the anomalies topic (0: never)"),
     "stream.idle-timeout-ms": Option(_positive_int, 30_000, "a source split idle this long stops holding back watermarks"),
     "stream.max-future-skew-ms": Option(_non_negative_int, 300_000, "records stamped further than this in the future are rejected (clock_skew)"),
     "stream.max-message-bytes": Option(_positive_int, 65_536, "larger telemetry messages are rejected (oversized)"),

@@ -13,7 +13,7 @@ EXTRAS="${AUGUR_EXTRAS:-}"
 log() { echo "augur bootstrap: $*" >&2; }
 
 need_apt=()
-command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
+command -v javac >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)  # a JDK: jvm/ is compiled here
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v "$PYTHON" >/dev/null 2>&1 || { command -v python3 >/dev/null 2>&1 && PYTHON=python3; } || need_apt+=(python3 python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -35,8 +35,8 @@ def create_stream_env(cfg: Config):
     from pyflink.datastream import StreamExecutionEnvironment
 
     conf = Configuration()
-    jars = ";".join(p.resolve().as_uri() for p in maven.flink_job_jars())
-    conf.set_string("pipeline.jars", jars)
+    if not os.environ.get("AUGUR_JARS_ON_CLASSPATH"):  # set in images that put the jars in Flink's lib/
+        conf.set_string("pipeline.jars", ";".join(p.resolve().as_uri() for p in maven.flink_job_jars()))
     conf.set_string("python.executable", sys.executable)
     conf.set_string("python.client.executable", sys.executable)
     # the JVM stages (Flink SQL) never hold on to a record they emitted: chained operators may pass it on uncopied

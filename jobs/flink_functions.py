@@ -16,6 +16,8 @@ from jobs.forecasting import Forecaster
 from schemas import codec, series, topics
 
 KEYED_JSON = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
+NO_DATA_IDENTITY = ("series_id", "host", "metric", "attrs", "window_end")
+END_OF_INPUT_WATERMARK = 2 ** 62  # a bounded source ends with the largest watermark (Long.MAX_VALUE)
 
 
 def now_ms() -> int:
@@ -56,23 +58,42 @@ class RejectedToDeadLetter(MapFunction):
 
 
 class ScoreFeatures(KeyedProcessFunction):
-    """Per-series detector state in keyed state (plain float arrays); emits anomaly records."""
+    """Per-series detector state in keyed state (plain float arrays); emits anomaly records, and a ``no_data``
+    record when an event-time timer finds the series silent for ``stream.no-data-after-ms``."""
 
     def __init__(self, cfg: dict):
         self.cfg_values = cfg
 
     def open(self, runtime_context: RuntimeContext):
-        self.scorer = steps.EnsembleFeatureScorer.from_config(Config(self.cfg_values))
+        cfg = Config(self.cfg_values)
+        self.scorer = steps.EnsembleFeatureScorer.from_config(cfg)
+        self.no_data_after = cfg["stream.no-data-after-ms"]
         self.state = runtime_context.get_state(
             ValueStateDescriptor("ensemble_state", Types.PRIMITIVE_ARRAY(Types.DOUBLE())))
+        # the last window's identity and end (JSON), for the no_data record and to move the timer
+        self.last = runtime_context.get_state(ValueStateDescriptor("last_window", Types.STRING()))
 
     def process_element(self, feature: dict, ctx: KeyedProcessFunction.Context):
         stored = self.state.value()
         state = np.asarray(stored, dtype=np.float64) if stored is not None else self.scorer.init_state()
         anomaly = self.scorer.score(state, feature)
         self.state.update(state.tolist())
+        if self.no_data_after:
+            previous = self.last.value()
+            if previous is not None:
+                ctx.timer_service().delete_event_time_timer(orjson.loads(previous)["timer"])
+            timer = feature["window_end"] + self.no_data_after
+            ctx.timer_service().register_event_time_timer(timer)
+            self.last.update(orjson.dumps({k: feature[k] for k in NO_DATA_IDENTITY} | {"timer": timer}).decode())
         if anomaly is not None:
             yield Row(anomaly["series_id"], codec.encode(topics.ANOMALIES.name, anomaly, check=False).decode())
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        last = self.last.value()
+        if last is None or ctx.timer_service().current_watermark() >= END_OF_INPUT_WATERMARK:
+            return  # the end of a bounded input is not a silence
+        record = steps.no_data_record(orjson.loads(last), timestamp)
+        yield Row(record["series_id"], codec.encode(topics.ANOMALIES.name, record, check=False).decode())
 
 
 class ForecastResources(KeyedProcessFunction):

@@ -104,6 +104,22 @@ def window_record(sid: str, host: str, metric: str, attrs: dict, mtype: str, win
     }
 
 
+def no_data_record(last_feature: dict, noticed_at: int) -> dict:
+    """The ``augur.anomalies.v1`` record (verdict ``no_data``) of a series whose last window was ``last_feature``
+    and which had sent nothing more by event time ``noticed_at``."""
+    from augur.timeparse import format_ms
+    silent_s = (noticed_at - last_feature["window_end"]) / 1000
+    name = series.describe(last_feature["metric"], last_feature["attrs"])
+    return {
+        "v": 1, "ts": noticed_at, "host": last_feature["host"], "producer": JOB_PRODUCER,
+        "series_id": last_feature["series_id"], "metric": last_feature["metric"], "attrs": last_feature["attrs"],
+        "window_start": last_feature["window_end"], "window_end": noticed_at, "value": None, "score": 1.0,
+        "verdict": "no_data", "detectors": [],
+        "explanation": (f"{name} on {last_feature['host']}: no samples for {silent_s:.0f} s, since "
+                        f"{format_ms(last_feature['window_end'])}")[:512],
+    }
+
+
 class EnsembleFeatureScorer:
     """Scores feature records with the ensemble kernel over one explicit state array per series.
 

@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.flink_env import create_stream_env
     env = create_stream_env(cfg)
     build(env, cfg, bounded=args.bounded)
-    print(f"augur stream: running {JOB_NAME} on the embedded Flink mini-cluster, reading {topics.TELEMETRY.name} "
-          f"from {cfg['kafka.bootstrap-servers']}", file=sys.stderr, flush=True)
+    print(f"augur stream: starting {JOB_NAME} (the embedded Flink mini-cluster, or the cluster `augur submit` "
+          f"names), reading {topics.TELEMETRY.name} from {cfg['kafka.bootstrap-servers']}", file=sys.stderr,
+          flush=True)
     env.execute(JOB_NAME)
     return 0
 

@@ -15,7 +15,7 @@ def run(*args, **kw):
 def test_help_lists_every_subcommand():
     out = run("--help")
     assert out.returncode == 0
-    for sub in ("infra", "synth", "stream", "tail", "demo"):
+    for sub in ("infra", "synth", "stream", "tail", "demo", "cluster", "submit", "jobs"):
         assert sub in out.stdout
 
 
@@ -38,3 +38,16 @@ def test_bad_arguments_get_one_clear_line():
     assert out.returncode == 2 and "configuration error" in out.stderr
     out = run("synth", "--speed", "max", "-o", "-")
     assert out.returncode == 2 and "--duration" in out.stderr
+
+
+def test_cluster_commands_say_clearly_when_no_cluster_answers(tmp_path):
+    from infra.kafka_broker import free_port
+    env = {**__import__("os").environ, "AUGUR_RUN_DIR": str(tmp_path)}
+    port = str(free_port())
+    out = run("cluster", "status", "--set", f"infra.flink.rest-port={port}", env=env)
+    assert out.returncode == 3 and "not running" in out.stdout
+    out = run("jobs", "list", "--rest", f"127.0.0.1:{port}", env=env)
+    assert out.returncode == 1 and out.stderr.startswith("augur: no Flink REST endpoint answers")
+    assert "Traceback" not in out.stderr
+    out = run("jobs", "cancel", env=env)
+    assert out.returncode == 2 and "name the job id" in out.stderr

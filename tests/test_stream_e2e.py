@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.flink, pytest.mark.slow]
 
 WINDOW_MS = 60_000
 OUT_OF_ORDERNESS_MS = 20_000
+NO_DATA_AFTER_MS = 3 * WINDOW_MS
 
 
 def wait_for(predicate, timeout_s: float, what: str, job=None, interval_s: float = 2.0):
@@ -59,7 +60,8 @@ def job(bootstrap, tmp_path_factory):
     sets = {"kafka.bootstrap-servers": bootstrap, "stream.consumer-group": f"e2e-{uuid.uuid4().hex[:8]}",
             "stream.start-from": str(now_ms()), "stream.checkpoint-dir": str(tmp / "checkpoints"),
             "stream.checkpoint-interval-ms": "5000", "stream.window-size-ms": str(WINDOW_MS),
-            "stream.out-of-orderness-ms": str(OUT_OF_ORDERNESS_MS), **{k: str(v) for k, v in FAST_FORECAST.items()}}
+            "stream.out-of-orderness-ms": str(OUT_OF_ORDERNESS_MS), "stream.no-data-after-ms": str(NO_DATA_AFTER_MS),
+            **{k: str(v) for k, v in FAST_FORECAST.items()}}
     cmd = [sys.executable, "-m", "jobs.stream_job"] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
@@ -97,7 +99,8 @@ def streamed(job, bootstrap, scenario):
     # keep this scenario's hosts; the job's records are all compared with the reference, so a broken one of the
     # job's would still fail the tests
     hosts = set(scenario.gen.host_names)
-    anomalies = [r for r in read_all(bootstrap, topics.ANOMALIES, idle_s=1.0) if r["host"] in hosts]
+    anomalies = [r for r in read_all(bootstrap, topics.ANOMALIES, idle_s=1.0)
+                 if r["host"] in hosts and r["verdict"] == "anomaly"]
     forecasts = [r for r in read_all(bootstrap, topics.FORECASTS, idle_s=1.0, strict=False) if r["host"] in hosts]
     return features, anomalies, forecasts
 
@@ -209,3 +212,30 @@ def test_bad_input_is_dead_lettered_with_reasons_and_the_job_keeps_running(strea
              120, "features after the bad input", job)
     assert job.proc.poll() is None
     assert "Restarting" not in job.log.read_text(errors="replace")
+
+
+def test_a_silent_series_gets_one_no_data_record(streamed, job, bootstrap, scenario):
+    """After the bad-input test the data reach scenario.end + 3 windows; now one host falls silent while the
+    others go on: each of its series gets one no_data record once the watermark is past its silence."""
+    silent_host = scenario.gen.host_names[-1]
+    resumed = scenario.end + 3 * WINDOW_MS
+    later = resumed + NO_DATA_AFTER_MS + 3 * WINDOW_MS
+    with KafkaOutput(topics.TELEMETRY, bootstrap, client_id="e2e-silence") as out:
+        for s in scenario.samples(resumed, later):
+            if s["host"] != silent_host:
+                out.write(s)
+    silent_series = {series.series_id(s["host"], s["metric"], s["attrs"])
+                     for s in scenario.samples(resumed - WINDOW_MS, resumed) if s["host"] == silent_host}
+
+    def no_data():
+        recs = [a for a in read_all(bootstrap, topics.ANOMALIES, idle_s=1.0)
+                if a["verdict"] == "no_data" and a["host"] in scenario.gen.host_names]
+        return recs if {a["series_id"] for a in recs} >= silent_series else None
+    recs = wait_for(no_data, 180, "a no_data record for each series of the silent host", job)
+    assert {a["host"] for a in recs} == {silent_host}
+    assert len(recs) == len(silent_series)  # once per silence, not once per window
+    validator = reference_validator(topics.ANOMALIES.name)
+    for a in recs:
+        assert validator.is_valid(a)
+        assert a["value"] is None and a["detectors"] == [] and "no samples" in a["explanation"]
+        assert a["window_end"] - a["window_start"] == NO_DATA_AFTER_MS

@@ -29,3 +29,22 @@ def _use_versioned_numba_cache() -> None:
 
 
 _use_versioned_numba_cache()
+
+
+def _import_numba_with_the_builtin_print() -> None:
+    """PyFlink's Python workers on a cluster replace ``builtins.print`` (to send output to the log) before user
+    code runs, and numba, registering its typing of ``print`` on import, fails with "module ... has no attribute
+    'print'". Import numba once with the real print in place, then give the worker its print back."""
+    import builtins
+    replaced = builtins.print
+    original = getattr(getattr(replaced, "__self__", None), "_print", None)
+    if "numba" in sys.modules or original is None or getattr(original, "__module__", None) != "builtins":
+        return
+    builtins.print = original
+    try:
+        import numba  # noqa: F401
+    finally:
+        builtins.print = replaced
+
+
+_import_numba_with_the_builtin_print()
