@@ -51,10 +51,36 @@ class RejectedToDeadLetter(MapFunction):
 
     def open(self, runtime_context: RuntimeContext):
         self.cfg = Config(self.cfg_values)
+        self.metrics = runtime_context.get_metrics_group()
+        self.counters: dict = {}
 
     def map(self, row):
         payload, jvm_reason = row
-        return Row(*steps.jvm_rejected_deadletter(bytes(payload), jvm_reason, now_ms(), self.cfg))
+        key, value = steps.jvm_rejected_deadletter(bytes(payload), jvm_reason, now_ms(), self.cfg)
+        count_deadletter(self, key)
+        return Row(key, value)
+
+
+class LateToDeadLetter(MapFunction):
+    """A message whose window had closed -> its dead-letter record (reason ``late``), counted."""
+
+    def open(self, runtime_context: RuntimeContext):
+        self.metrics = runtime_context.get_metrics_group()
+        self.counters: dict = {}
+
+    def map(self, row):
+        payload = bytes(row[0])
+        rejected = steps.late(codec.decode(topics.TELEMETRY.name, payload)["ts"])
+        count_deadletter(self, rejected.reason)
+        return Row(*steps.deadletter(rejected, payload, now_ms()))
+
+
+def count_deadletter(fn, reason: str) -> None:
+    """Flink metric ``deadletter_<reason>`` of the operator (REST API, web UI, metric reporters)."""
+    counter = fn.counters.get(reason)
+    if counter is None:
+        counter = fn.counters[reason] = fn.metrics.counter(f"deadletter_{reason}")
+    counter.inc()
 
 
 class ScoreFeatures(KeyedProcessFunction):
@@ -120,6 +146,3 @@ def features_row(feature: dict) -> Row:
     return Row(feature["series_id"], codec.encode(topics.FEATURES.name, feature, check=False).decode())
 
 
-def late_row(row) -> Row:
-    payload = bytes(row[0])
-    return Row(*steps.deadletter(steps.late(codec.decode(topics.TELEMETRY.name, payload)["ts"]), payload, now_ms()))

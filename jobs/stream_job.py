@@ -61,7 +61,7 @@ def build(env, cfg: Config, bounded: bool = False):
                 .uid("window-features").name("window-features"))
     dead = (t_env.to_data_stream(rejected).map(fn.RejectedToDeadLetter(values), output_type=fn.KEYED_JSON)
             .uid("rejected-records").name("rejected-records")
-            .union(t_env.to_data_stream(late).map(fn.late_row, output_type=fn.KEYED_JSON)
+            .union(t_env.to_data_stream(late).map(fn.LateToDeadLetter(), output_type=fn.KEYED_JSON)
                    .uid("late-records").name("late-records")))
 
     anomalies = (features.key_by(lambda f: f["series_id"], key_type=Types.STRING())
