@@ -87,7 +87,8 @@ OPTIONS: dict[str, Option] = {
     "stream.no-data-after-ms": Option(_non_negative_int, 300_000, "a series silent this long (event time, as the "
                                       "watermark says) gets one no_data record on the anomalies topic (0: never)"),
     "stream.idle-timeout-ms": Option(_positive_int, 30_000, "a source split idle this long stops holding back watermarks"),
-    "stream.max-future-skew-ms": Option(_non_negative_int, 300_000, "records stamped further than this in the future are rejected (clock_skew)"),
+    "stream.max-future-skew-ms": Option(_non_negative_int, 300_000, "records stamped further than this after the "
+                                        "broker appended them are rejected (clock_skew)"),
     "stream.max-message-bytes": Option(_positive_int, 65_536, "larger telemetry messages are rejected (oversized)"),
     "stream.max-partition-fetch-bytes": Option(_positive_int, 65_536, "bytes fetched per Kafka partition at a "
                                                "time: small, so that no partition waits past the idle timeout "

@@ -124,7 +124,8 @@ class FlinkCluster:
             # a killed TaskManager is noticed in seconds, not after the default 50 s
             "heartbeat.interval": 2000, "heartbeat.timeout": 10000,
             "python.executable": sys.executable, "python.client.executable": sys.executable,
-            "execution.checkpointing.dir": uri("checkpoints"), "execution.checkpointing.savepoint-dir": uri("savepoints"),
+            "execution.checkpointing.dir": uri("checkpoints"),
+            "execution.checkpointing.savepoint-dir": uri("savepoints"),
             "restart-strategy.type": "fixed-delay", "restart-strategy.fixed-delay.attempts": 5,
             "restart-strategy.fixed-delay.delay": "3 s",
         }

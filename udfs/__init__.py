@@ -42,7 +42,7 @@ def _import_numba_with_the_builtin_print() -> None:
         return
     builtins.print = original
     try:
-        import numba  # noqa: F401
+        __import__("numba")
     finally:
         builtins.print = replaced
 

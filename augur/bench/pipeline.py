@@ -3,12 +3,13 @@
 1. **Raw samples/s through the windowed features** (the JVM stage, :mod:`jobs.telemetry_windows`): a bounded run
    over ``--series`` x ``--seconds`` synthetic samples (one per series per second, all valid and on time) already
    in Kafka, windows to a discarding sink; the rate is samples over the job's net runtime (Flink's own figure:
-   from deployment to the end, without the client's start-up). The baseline, in the same run, is the previous
-   design on a slice of the same data: one Python call per raw sample (parse in Python, DataStream windows with a
-   Python window function).
+   from deployment to the end, without the client's start-up) and, the figure reported, its sustained rate (the
+   source's record count from Flink's REST metrics, between 10% and 90% of the input). The baseline, in the same
+   run, is the previous design on a slice of the data: one Python call per raw sample (parse in Python,
+   DataStream windows with a Python window function), samples over its net runtime.
 2. **Scored feature points/s through the keyed Python stage**: the whole streaming job (exactly-once sinks,
-   checkpoints) bounded over the baseline's slice of the data; windows scored per second of net runtime (the
-   Python stage is the slower part, so this is its rate).
+   checkpoints) bounded over ``--score-series`` x ``--score-seconds`` of samples; the sustained rate of feature
+   windows into the keyed scoring operator (Flink's metrics, as for 1).
 3. **End-to-end latency**: the job live, fed ``--live-series`` series at 1 s in real time; for every feature and
    anomaly record, the time from the moment its window could close (window end + out-of-orderness) to the moment a
    read_committed consumer received it. This includes the wait for the next sample to move the watermark (up to
@@ -108,20 +109,23 @@ def windows_stage_rate(cfg: Config, samples: int) -> tuple[float, float]:
     return rate, result.result().get_net_runtime() / 1000.0
 
 
-def sustained_rate(rest: str, job_id: str, total: int, done) -> float:
-    """Records/s out of the job's source in steady state: the slope of its record count between 10% and 90% of
-    ``total`` (start-up, deployment and the final drain left out), sampled from Flink's REST metrics."""
+def sustained_rate(rest: str, job_id: str, total: int, done, vertex: str = "Source:",
+                   metric: str = "numRecordsOut") -> float:
+    """Records/s through one operator (the first whose name starts with ``vertex``) in steady state: the slope of
+    its record count between 10% and 90% of ``total`` (start-up, deployment and the final drain left out),
+    sampled from Flink's REST metrics."""
     from infra.flink_cluster import ClusterError, rest_call
     points: list[tuple[float, float]] = []
     source = None
     while not done():
         try:
             if source is None:
-                source = rest_call(rest, f"/jobs/{job_id}")["vertices"][0]["id"]
-            got = rest_call(rest, f"/jobs/{job_id}/vertices/{source}/subtasks/metrics?get=numRecordsOut")
+                source = next(v["id"] for v in rest_call(rest, f"/jobs/{job_id}")["vertices"]
+                              if v["name"].startswith(vertex))
+            got = rest_call(rest, f"/jobs/{job_id}/vertices/{source}/subtasks/metrics?get={metric}")
             if got:
                 points.append((time.monotonic(), float(got[0]["sum"])))
-        except (ClusterError, KeyError, IndexError):
+        except (ClusterError, KeyError, IndexError, StopIteration):
             pass
         time.sleep(0.25)
     steady = [(t, n) for t, n in points if 0.1 * total <= n <= 0.9 * total]
@@ -175,15 +179,24 @@ def discarding_sink():
     return Sink(get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink())
 
 
-def full_job_rate(cfg: Config) -> tuple[float, int]:
-    """Feature windows scored per second by the whole job (bounded, exactly-once sinks), and their number."""
+def full_job_rate(cfg: Config, windows: int) -> tuple[float, int]:
+    """Sustained feature windows/s into the keyed scoring stage of the whole job (bounded, exactly-once sinks),
+    and the number of feature records it wrote (about ``windows``)."""
+    from pyflink.common import Configuration
+
     from augur.consume import read_all
+    from infra.kafka_broker import free_port
     from jobs import stream_job
     env = stream_env(cfg)
+    port = free_port()
+    env.configure(Configuration().set_string("rest.port", str(port)))
     stream_job.build(env, cfg, bounded=True)
-    seconds = env.execute("bench-full-job").get_net_runtime() / 1000.0
-    features = len(read_all(cfg["kafka.bootstrap-servers"], topics.FEATURES, max_s=300))
-    return features / seconds, features
+    client = env.execute_async("bench-full-job")
+    result = client.get_job_execution_result()
+    rate = sustained_rate(f"127.0.0.1:{port}", str(client.get_job_id()), windows, result.done,
+                          vertex="score-ensemble", metric="numRecordsIn")
+    result.result()
+    return rate, len(read_all(cfg["kafka.bootstrap-servers"], topics.FEATURES, max_s=300))
 
 
 def live_latency(sets: dict, hosts: int, seconds: int) -> dict[str, list[float]]:
@@ -197,8 +210,11 @@ def live_latency(sets: dict, hosts: int, seconds: int) -> dict[str, list[float]]
     ooo = cfg["stream.out-of-orderness-ms"]
     cmd = [sys.executable, "-m", "jobs.stream_job"] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
     log = Path(paths.run_dir()) / f"bench-pipeline-live-{uuid.uuid4().hex[:6]}.log"
+    # a job process of its own: without the variables PyFlink set in this one (its gateway, and the flag that
+    # forbids starting another)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK_GATEWAY")}
     with open(log, "wb") as fh:
-        job = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        job = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     latencies: dict[str, list[float]] = {"features": [], "anomalies": []}
     stop = threading.Event()
 
@@ -247,8 +263,10 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--series", type=int, default=2400, help="series of the throughput runs (12 per host)")
     parser.add_argument("--seconds", type=int, default=1000, help="seconds of samples at 1 s per series")
-    parser.add_argument("--baseline-samples", type=int, default=48_000,
-                        help="first samples of the same data, for the Python-per-sample baseline and the whole job")
+    parser.add_argument("--score-series", type=int, default=240, help="series of the whole-job (scoring) run")
+    parser.add_argument("--score-seconds", type=int, default=600, help="seconds of samples at 1 s for it")
+    parser.add_argument("--baseline-samples", type=int, default=30_000,
+                        help="first samples of the scoring data, for the Python-per-sample baseline")
     parser.add_argument("--parallelism", type=int, default=2)
     parser.add_argument("--live-series", type=int, default=240, help="series of the live latency run")
     parser.add_argument("--live-seconds", type=int, default=90)
@@ -262,36 +280,45 @@ def main(argv: list[str]) -> int:
     bootstrap = broker.up().bootstrap
     try:
         ensure_topics(bootstrap)
-        hosts = max(1, args.series // SERIES_PER_HOST)
-        start = now_ms() - args.seconds * 1000 - 120_000
+        # one history, in event-time order: the scoring part (fewer series, more windows each), then the bulk
+        start = now_ms() - (args.score_seconds + args.seconds) * 1000 - 120_000
         start -= start % WINDOW_MS
+        score_hosts = max(1, args.score_series // SERIES_PER_HOST)
+        scoring = run / "scoring.jsonl"
+        print(f"generating {score_hosts * SERIES_PER_HOST:,} series x {args.score_seconds} s, then "
+              f"{args.series:,} series x {args.seconds} s ...", file=sys.stderr, flush=True)
+        score_samples = write_payload(scoring, score_hosts, start, args.score_seconds)
+        hosts = max(1, args.series // SERIES_PER_HOST)
         payload = run / "telemetry.jsonl"
-        print(f"generating {hosts * SERIES_PER_HOST:,} series x {args.seconds} s ...", file=sys.stderr, flush=True)
-        samples = write_payload(payload, hosts, start, args.seconds)
+        samples = write_payload(payload, hosts, start + args.score_seconds * 1000, args.seconds)
         base = {"kafka.bootstrap-servers": bootstrap, "stream.window-size-ms": WINDOW_MS,
                 "stream.out-of-orderness-ms": 2000, "stream.parallelism": args.parallelism,
                 "stream.start-from": "earliest", "stream.checkpoint-interval-ms": args.checkpoint_ms,
                 "stream.checkpoint-dir": str(run / "checkpoints"), "stream.idle-timeout-ms": 2000}
 
-        print(f"first {args.baseline_samples:,} samples: the baseline and the whole job ...", file=sys.stderr,
-              flush=True)
-        produce_file(bootstrap, topics.TELEMETRY.name, payload, limit=args.baseline_samples)
-        baseline = python_per_sample_rate(Config({**base, "stream.consumer-group": "bench-baseline"}),
-                                          args.baseline_samples)
-        print(f"python per sample (previous design): {args.baseline_samples:,} samples at {baseline:,.0f}/s")
-        scored, n_features = full_job_rate(Config({**base, "stream.consumer-group": "bench-full"}))
-        print(f"whole job (bounded, exactly-once) on them: {n_features:,} feature windows scored at {scored:,.0f}/s")
+        baseline_n = min(args.baseline_samples, score_samples)
+        print(f"baseline on the first {baseline_n:,} samples ...", file=sys.stderr, flush=True)
+        produce_file(bootstrap, topics.TELEMETRY.name, scoring, limit=baseline_n)
+        baseline = python_per_sample_rate(Config({**base, "stream.consumer-group": "bench-baseline"}), baseline_n)
+        print(f"python per sample (previous design): {baseline_n:,} samples at {baseline:,.0f}/s")
 
-        print(f"loading the rest of {samples:,} samples ...", file=sys.stderr, flush=True)
-        rest = run / "rest.jsonl"
-        with open(payload, "rb") as src, open(rest, "wb") as dst:
+        rest_of_scoring = run / "scoring-rest.jsonl"
+        with open(scoring, "rb") as src, open(rest_of_scoring, "wb") as dst:
             for i, line in enumerate(src):
-                if i >= args.baseline_samples:
+                if i >= baseline_n:
                     dst.write(line)
-        produce_file(bootstrap, topics.TELEMETRY.name, rest)
-        rate, seconds = windows_stage_rate(Config({**base, "stream.consumer-group": "bench-windows"}), samples)
-        print(f"JVM window stage: {samples:,} samples in {seconds:.1f} s of net runtime (start-up included = "
-              f"{samples / seconds:,.0f}/s); sustained {rate:,.0f} samples/s (parallelism {args.parallelism})")
+        produce_file(bootstrap, topics.TELEMETRY.name, rest_of_scoring)
+        windows = score_hosts * SERIES_PER_HOST * args.score_seconds * 1000 // WINDOW_MS
+        scored, n_features = full_job_rate(Config({**base, "stream.consumer-group": "bench-full"}), windows)
+        print(f"whole job (bounded, exactly-once) on {score_samples:,} samples: {n_features:,} feature windows; "
+              f"sustained {scored:,.0f} windows/s into the keyed scoring stage")
+
+        print(f"loading {samples:,} more samples ...", file=sys.stderr, flush=True)
+        produce_file(bootstrap, topics.TELEMETRY.name, payload)
+        total = score_samples + samples
+        rate, seconds = windows_stage_rate(Config({**base, "stream.consumer-group": "bench-windows"}), total)
+        print(f"JVM window stage: {total:,} samples in {seconds:.1f} s of net runtime (start-up included = "
+              f"{total / seconds:,.0f}/s); sustained {rate:,.0f} samples/s (parallelism {args.parallelism})")
 
         print(f"live: {args.live_series} series at 1 s for {args.live_seconds} s ...", file=sys.stderr, flush=True)
         live = live_latency({**base, "stream.consumer-group": "bench-live", "stream.start-from": "latest",
