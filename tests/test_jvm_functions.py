@@ -1,7 +1,9 @@
 """Augur's JVM-side stream functions (``jvm/``) inside a real Flink: they must agree with the Python codec, the
 single reference for what a telemetry message is, and collect windows the way the reference pipeline does.
 
-One batch job evaluates every case at once (a mini-cluster start is the slow part)."""
+One batch job evaluates every case at once (a mini-cluster start is the slow part). It runs PyFlink in the test
+process, which registers PyFlink's operations with Beam's worker: tests that run Beam after this module run it in
+a process of their own (test_stream_e2e's backfill does)."""
 
 from __future__ import annotations
 
