@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from augur import paths
+from infra.kafka_broker import pid_alive
 
 PYFLINK_HOME = Path(__import__("pyflink").__file__).resolve().parent
 
@@ -150,7 +151,7 @@ class FlinkCluster:
         out = []
         for f in sorted((self.state_dir / "pids").glob(f"flink-*-{daemon}*.pid")):
             for line in f.read_text().split():
-                if line.isdigit() and _alive(int(line)):
+                if line.isdigit() and pid_alive(int(line)):
                     out.append(int(line))
         return out
 
@@ -199,26 +200,13 @@ class FlinkCluster:
         for p in pids:
             _signal(p, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
             time.sleep(0.5)
         for p in pids:
             _signal(p, signal.SIGKILL)
         for f in (self.state_dir / "pids").glob("*.pid"):
             f.unlink()
         return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def _signal(pid: int, sig: int) -> None:

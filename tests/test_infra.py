@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from infra.kafka_broker import BrokerError, KafkaBroker, _pid_alive, free_port, port_in_use
+from infra.kafka_broker import BrokerError, KafkaBroker, free_port, pid_alive, port_in_use
 from infra.kafka_topics import describe_partitions, ensure_topics
 from schemas import topics
 
@@ -65,7 +65,7 @@ def test_up_twice_then_down_leaves_nothing_behind(tmp_path):
     assert status.returncode == 0 and "augur.telemetry.v1: 6 partitions" in status.stdout
     down = augur("infra", "down")
     assert down.returncode == 0 and "stopped" in down.stdout
-    assert not _pid_alive(pid) and not port_in_use(port)
+    assert not pid_alive(pid) and not port_in_use(port)
     assert augur("infra", "status").returncode == 3
     assert "was not running" in augur("infra", "down").stdout
 
