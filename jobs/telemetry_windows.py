@@ -75,6 +75,16 @@ def source_ddl(cfg: Config, bounded: bool) -> str:
         )"""
 
 
+def register_source(t_env, cfg: Config, bounded: bool = False) -> None:
+    """The session settings, Augur's JVM functions and the ``telemetry_source`` table."""
+    config = t_env.get_config()
+    config.set("table.local-time-zone", "UTC")  # windows align to the epoch in UTC, like the reference's
+    config.set("table.exec.source.idle-timeout", f"{cfg['stream.idle-timeout-ms']} ms")
+    for name, cls in FUNCTIONS.items():
+        t_env.execute_sql(f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {name} AS '{cls}' LANGUAGE JAVA")
+    t_env.execute_sql(source_ddl(cfg, bounded))
+
+
 def build(t_env, cfg: Config, bounded: bool = False):
     """Register the source and the views; returns ``(windows, rejected, late)`` tables.
 
@@ -82,14 +92,9 @@ def build(t_env, cfg: Config, bounded: bool = False):
     capacity>); ``rejected``: (v BYTES, reject STRING); ``late``: (v BYTES)."""
     from pyflink.table import Schema
 
-    config = t_env.get_config()
-    config.set("table.local-time-zone", "UTC")  # windows align to the epoch in UTC, like the reference's
-    config.set("table.exec.source.idle-timeout", f"{cfg['stream.idle-timeout-ms']} ms")
+    register_source(t_env, cfg, bounded)
     # one phase: the window stage keys by series anyway, and a local pre-aggregation would ship whole sample lists
-    config.set("table.optimizer.agg-phase-strategy", "ONE_PHASE")
-    for name, cls in FUNCTIONS.items():
-        t_env.execute_sql(f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {name} AS '{cls}' LANGUAGE JAVA")
-    t_env.execute_sql(source_ddl(cfg, bounded))
+    t_env.get_config().set("table.optimizer.agg-phase-strategy", "ONE_PHASE")
     schema = sql_string(json.dumps(codec.load_schema(topics.TELEMETRY.name), separators=(",", ":")))
     parsed = t_env.sql_query(f"""
         SELECT v, event_time, PARSE_TELEMETRY(v, {cfg["stream.max-message-bytes"]}, appended,

@@ -82,22 +82,25 @@ def produce_file(bootstrap: str, topic: str, path: Path, limit: int | None = Non
         raise RuntimeError(f"the console producer failed: {proc.stderr.decode()[-2000:]}")
 
 
-def stream_env(cfg: Config):
+def env_with_rest(cfg: Config):
+    """The job's execution environment (embedded mini-cluster) with a REST port of its own, and that address,
+    so its metrics can be read while it runs."""
+    from pyflink.common import Configuration
+
+    from infra.kafka_broker import free_port
     from jobs.flink_env import create_stream_env
     env = create_stream_env(cfg)
-    return env
+    port = free_port()
+    env.configure(Configuration().set_string("rest.port", str(port)))
+    return env, f"127.0.0.1:{port}"
 
 
 def windows_stage_rate(cfg: Config, samples: int) -> tuple[float, float]:
     """Sustained samples/s of the JVM window stage alone (bounded), and the job's net runtime."""
-    from pyflink.common import Configuration
     from pyflink.table import StreamTableEnvironment, TableDescriptor
 
-    from infra.kafka_broker import free_port
     from jobs import telemetry_windows
-    env = stream_env(cfg)
-    port = free_port()
-    env.configure(Configuration().set_string("rest.port", str(port)))
+    env, rest = env_with_rest(cfg)
     t_env = StreamTableEnvironment.create(env)
     windows, rejected, late = telemetry_windows.build(t_env, cfg, bounded=True)
     statements = t_env.create_statement_set()
@@ -105,7 +108,7 @@ def windows_stage_rate(cfg: Config, samples: int) -> tuple[float, float]:
         statements.add_insert(TableDescriptor.for_connector("blackhole").build(), table)
     client = statements.execute().get_job_client()
     result = client.get_job_execution_result()
-    rate = sustained_rate(f"127.0.0.1:{port}", str(client.get_job_id()), samples, result.done)
+    rate = sustained_rate(rest, str(client.get_job_id()), samples, result.done)
     return rate, result.result().get_net_runtime() / 1000.0
 
 
@@ -157,12 +160,10 @@ def python_per_sample_rate(cfg: Config, samples: int) -> float:
             w = context.window()
             yield steps.features_record(key, w.start, w.end, [r for _, r in elements])
 
-    env = stream_env(cfg)
+    from jobs.flink_env import create_stream_env
+    env = create_stream_env(cfg)
     t_env = StreamTableEnvironment.create(env)
-    t_env.get_config().set("table.exec.source.idle-timeout", f"{cfg['stream.idle-timeout-ms']} ms")
-    for name, cls in telemetry_windows.FUNCTIONS.items():
-        t_env.execute_sql(f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {name} AS '{cls}' LANGUAGE JAVA")
-    t_env.execute_sql(telemetry_windows.source_ddl(cfg, bounded=True))
+    telemetry_windows.register_source(t_env, cfg, bounded=True)
     raw = t_env.to_data_stream(t_env.sql_query("SELECT v, event_time FROM telemetry_source"))
     (raw.process(Parse(), output_type=Types.PICKLED_BYTE_ARRAY())
      .key_by(lambda sv: sv[0], key_type=Types.STRING())
@@ -182,18 +183,13 @@ def discarding_sink():
 def full_job_rate(cfg: Config, windows: int) -> tuple[float, int]:
     """Sustained feature windows/s into the keyed scoring stage of the whole job (bounded, exactly-once sinks),
     and the number of feature records it wrote (about ``windows``)."""
-    from pyflink.common import Configuration
-
     from augur.consume import read_all
-    from infra.kafka_broker import free_port
     from jobs import stream_job
-    env = stream_env(cfg)
-    port = free_port()
-    env.configure(Configuration().set_string("rest.port", str(port)))
+    env, rest = env_with_rest(cfg)
     stream_job.build(env, cfg, bounded=True)
     client = env.execute_async("bench-full-job")
     result = client.get_job_execution_result()
-    rate = sustained_rate(f"127.0.0.1:{port}", str(client.get_job_id()), windows, result.done,
+    rate = sustained_rate(rest, str(client.get_job_id()), windows, result.done,
                           vertex="score-ensemble", metric="numRecordsIn")
     result.result()
     return rate, len(read_all(cfg["kafka.bootstrap-servers"], topics.FEATURES, max_s=300))
