@@ -46,7 +46,7 @@ def job_source_dir() -> Path:
 
 
 def submit(rest: str, sets: dict[str, str], savepoint: str | None = None, config_file: str | None = None,
-           env: dict | None = None, timeout_s: float = 300.0) -> str:
+           timeout_s: float = 300.0) -> str:
     """Submit the streaming job (detached); returns its job id."""
     from infra import maven
     maven.flink_job_jars()  # fetch and build before the CLI runs, with clear errors
@@ -59,7 +59,7 @@ def submit(rest: str, sets: dict[str, str], savepoint: str | None = None, config
         cmd += ["--config", str(Path(config_file).resolve())]
     for k, v in sets.items():
         cmd += ["--set", f"{k}={v}"]
-    run_env = {**(os.environ if env is None else env), "FLINK_HOME": str(PYFLINK_HOME),
+    run_env = {**os.environ, "FLINK_HOME": str(PYFLINK_HOME),
                "PYFLINK_CLIENT_EXECUTABLE": sys.executable, "PYTHONPATH": str(src)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=timeout_s,
                           stdin=subprocess.DEVNULL)

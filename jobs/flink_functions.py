@@ -13,7 +13,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 from augur.config import Config
 from jobs import steps
 from jobs.forecasting import Forecaster
-from schemas import codec, series, topics
+from schemas import codec, topics
 
 KEYED_JSON = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
 NO_DATA_IDENTITY = ("series_id", "host", "metric", "attrs", "window_end")
@@ -32,41 +32,44 @@ class WindowToFeatures(MapFunction):
 
     def map(self, row):
         window_start, host, metric, attrs_json, w = row
-        mtype, ts, vals, counts, hsums, capacity = w
-        attrs = orjson.loads(attrs_json)
-        histogram_type = mtype == "histogram"
-        return steps.window_record(
-            series.series_id(host, metric, attrs), host, metric, attrs, mtype, window_start,
-            window_start + self.window_ms, ts=np.asarray(ts, dtype=np.int64),
-            values=None if histogram_type else np.asarray(vals, dtype=np.float64),
-            merged=np.asarray(counts, dtype=np.float64) if histogram_type else None,
-            hist_sums=np.asarray(hsums, dtype=np.float64) if histogram_type else None, capacity=capacity)
+        return steps.collected_window_record(host, metric, orjson.loads(attrs_json), window_start,
+                                             window_start + self.window_ms, *w)
 
 
-class RejectedToDeadLetter(MapFunction):
+class CountedDeadLetters(MapFunction):
+    """Base of the operators that write dead letters: counts them per reason as the Flink metric
+    ``deadletter_<reason>`` (REST API, web UI, metric reporters)."""
+
+    def open(self, runtime_context: RuntimeContext):
+        self.metrics = runtime_context.get_metrics_group()
+        self.counters: dict = {}
+
+    def counted(self, key: str, value: str) -> Row:
+        """The ``(reason, json)`` dead letter as a row, counted under its reason (the key)."""
+        counter = self.counters.get(key)
+        if counter is None:
+            counter = self.counters[key] = self.metrics.counter(f"deadletter_{key}")
+        counter.inc()
+        return Row(key, value)
+
+
+class RejectedToDeadLetter(CountedDeadLetters):
     """A message the JVM parser refused -> its dead-letter record, with the Python codec's reason."""
 
     def __init__(self, cfg: dict):
         self.cfg_values = cfg
 
     def open(self, runtime_context: RuntimeContext):
+        super().open(runtime_context)
         self.cfg = Config(self.cfg_values)
-        self.metrics = runtime_context.get_metrics_group()
-        self.counters: dict = {}
 
     def map(self, row):
         payload, jvm_reason = row
-        key, value = steps.jvm_rejected_deadletter(bytes(payload), jvm_reason, now_ms(), self.cfg)
-        count_deadletter(self, key)
-        return Row(key, value)
+        return self.counted(*steps.jvm_rejected_deadletter(bytes(payload), jvm_reason, now_ms(), self.cfg))
 
 
-class LateToDeadLetter(MapFunction):
-    """A message whose window had closed -> its dead-letter record (reason ``late``), counted."""
-
-    def open(self, runtime_context: RuntimeContext):
-        self.metrics = runtime_context.get_metrics_group()
-        self.counters: dict = {}
+class LateToDeadLetter(CountedDeadLetters):
+    """A message whose window had closed -> its dead-letter record (reason ``late``)."""
 
     def map(self, row):
         payload = bytes(row[0])
@@ -74,16 +77,7 @@ class LateToDeadLetter(MapFunction):
             rejected = steps.late(codec.decode(topics.TELEMETRY.name, payload)["ts"])
         except codec.Rejected as refused:  # the two validators disagree: the codec has the last word
             rejected = refused
-        count_deadletter(self, rejected.reason)
-        return Row(*steps.deadletter(rejected, payload, now_ms()))
-
-
-def count_deadletter(fn, reason: str) -> None:
-    """Flink metric ``deadletter_<reason>`` of the operator (REST API, web UI, metric reporters)."""
-    counter = fn.counters.get(reason)
-    if counter is None:
-        counter = fn.counters[reason] = fn.metrics.counter(f"deadletter_{reason}")
-    counter.inc()
+        return self.counted(*steps.deadletter(rejected, payload, now_ms()))
 
 
 class ScoreFeatures(KeyedProcessFunction):

@@ -14,6 +14,7 @@ import numpy as np
 
 from augur import __version__
 from augur.config import Config
+from augur.timeparse import format_ms
 from models.ensemble_scorer import EnsembleScorer, detectors_list, explain
 from models.registry import ModelRegistry
 from schemas import codec, series, topics
@@ -89,6 +90,18 @@ def features_record(sid: str, window_start: int, window_end: int, samples: list[
         capacity=samples[-1].get("capacity"))
 
 
+def collected_window_record(host: str, metric: str, attrs: dict, window_start: int, window_end: int, mtype: str,
+                            ts, vals, counts, hsums, capacity: float | None) -> dict:
+    """The features record of a window the stream's JVM stage collected (SERIES_WINDOW: sorted timestamps, values
+    and histogram sums, merged histogram counts, the latest capacity)."""
+    histogram_type = mtype == "histogram"
+    return window_record(
+        series.series_id(host, metric, attrs), host, metric, attrs, mtype, window_start, window_end,
+        ts=np.asarray(ts, dtype=np.int64), values=None if histogram_type else np.asarray(vals, dtype=np.float64),
+        merged=np.asarray(counts, dtype=np.float64) if histogram_type else None,
+        hist_sums=np.asarray(hsums, dtype=np.float64) if histogram_type else None, capacity=capacity)
+
+
 def window_record(sid: str, host: str, metric: str, attrs: dict, mtype: str, window_start: int, window_end: int,
                   ts: np.ndarray, values: np.ndarray | None, merged: np.ndarray | None,
                   hist_sums: np.ndarray | None, capacity: float | None) -> dict:
@@ -107,7 +120,6 @@ def window_record(sid: str, host: str, metric: str, attrs: dict, mtype: str, win
 def no_data_record(last_feature: dict, noticed_at: int) -> dict:
     """The ``augur.anomalies.v1`` record (verdict ``no_data``) of a series whose last window was ``last_feature``
     and which had sent nothing more by event time ``noticed_at``."""
-    from augur.timeparse import format_ms
     silent_s = (noticed_at - last_feature["window_end"]) / 1000
     name = series.describe(last_feature["metric"], last_feature["attrs"])
     return {

@@ -15,7 +15,7 @@ import pytest
 from collectors.synthetic import SyntheticTelemetry
 from jobs import steps
 from jobs.telemetry_windows import FUNCTIONS, sql_string
-from schemas import codec, topics
+from schemas import codec, series, topics
 from tests.test_schemas import _mutations, sample
 
 pytestmark = [pytest.mark.flink]
@@ -169,15 +169,12 @@ def test_series_window_collects_like_the_reference(t_env):
           GROUP BY a)""")
     by_attrs = {json.loads(a)["cpu" if "cpu" in json.loads(a) else "r"]: w for a, *w in rows}
     for samples, w in ((gauge, by_attrs["total"]), (hist, by_attrs["/"])):
-        mtype, ts, vals, counts, hsums, capacity = w
         window_start = base - base % 60_000
-        histogram_type = mtype == "histogram"
-        got = steps.window_record(
-            "sid", "web-1", "system.cpu.utilization", samples[0]["attrs"], mtype, window_start,
-            window_start + 60_000, ts=np.asarray(ts, dtype=np.int64),
-            values=None if histogram_type else np.asarray(vals, dtype=np.float64),
-            merged=np.asarray(counts, dtype=np.float64) if histogram_type else None,
-            hist_sums=np.asarray(hsums, dtype=np.float64) if histogram_type else None, capacity=capacity)
-        assert got == steps.features_record("sid", window_start, window_start + 60_000, samples)
-        assert list(ts) == sorted(s["ts"] for s in samples)
+        first = samples[0]
+        # what the stream's Python stage does with the row
+        got = steps.collected_window_record(first["host"], first["metric"], first["attrs"], window_start,
+                                            window_start + 60_000, *w)
+        sid = series.series_id(first["host"], first["metric"], first["attrs"])
+        assert got == steps.features_record(sid, window_start, window_start + 60_000, samples)
+        assert list(w[1]) == sorted(s["ts"] for s in samples)
     assert by_attrs["total"][5] is None and by_attrs["/"][0] == "histogram"
