@@ -82,8 +82,9 @@ def cmd_submit(args) -> int:
     sets = dict(parse_set_args(args.set))
     if args.parallelism:
         sets["stream.parallelism"] = str(args.parallelism)
-    job_id = flink_jobs.submit(_rest(args, cfg), sets, savepoint=args.from_savepoint, config_file=args.config)
-    print(f"submitted {job_id} to http://{_rest(args, cfg)}" +
+    job_id = flink_jobs.submit(_rest(args, cfg), sets, savepoint=args.from_savepoint, config_file=args.config,
+                               job=args.job)
+    print(f"submitted the {args.job} job as {job_id} to http://{_rest(args, cfg)}" +
           (f" from {args.from_savepoint}" if args.from_savepoint else ""))
     return 0
 
@@ -100,7 +101,7 @@ def cmd_jobs(args) -> int:
         if not args.target:
             raise ConfigError("jobs resume: name the savepoint to resume from")
         job_id = flink_jobs.submit(rest, dict(parse_set_args(args.set)), savepoint=args.target,
-                                   config_file=args.config)
+                                   config_file=args.config, job=args.job)
         print(f"resumed as {job_id} from {args.target}")
         return 0
     if not args.target:
@@ -235,14 +236,16 @@ def cmd_replay(args) -> int:
     return 0 if all(o.dropped == 0 for o in outs.values()) else 1
 
 
-def cmd_stream(args) -> int:
-    from jobs import stream_job
-    argv = list(args.job_args)
+def cmd_flink_job(args) -> int:
+    """``augur stream`` / ``augur archive``: the job's own main, on the embedded mini-cluster."""
+    import importlib
+    job = importlib.import_module(args.job_module)
+    argv = ["--bounded"] if args.bounded else []
     if args.config:
         argv += ["--config", args.config]
     for s in args.set or []:
         argv += ["--set", s]
-    return stream_job.main(argv)
+    return job.main(argv)
 
 
 def cmd_backfill(args) -> int:
@@ -344,9 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="a file written by `augur record`")
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("stream", parents=[common], help="run the streaming job on the embedded Flink mini-cluster")
-    p.add_argument("job_args", nargs=argparse.REMAINDER, help="passed to the job (e.g. --bounded)")
-    p.set_defaults(func=cmd_stream)
+    bounded_opt = argparse.ArgumentParser(add_help=False)
+    bounded_opt.add_argument("--bounded", action="store_true", help="stop at the offsets that are the latest when "
+                             "the job starts (replays, tests)")
+    p = sub.add_parser("stream", parents=[common, bounded_opt],
+                       help="run the streaming job on the embedded Flink mini-cluster")
+    p.set_defaults(func=cmd_flink_job, job_module="jobs.stream_job")
+    p = sub.add_parser("archive", parents=[common, bounded_opt],
+                       help="run the archive job (telemetry and outputs -> Parquet by date and host, for the "
+                            "backfill) on the embedded Flink mini-cluster")
+    p.set_defaults(func=cmd_flink_job, job_module="jobs.archive_job")
 
     p = sub.add_parser("cluster", parents=[common],
                        help="start/stop/inspect a standalone Flink session cluster here (1 JobManager, "
@@ -356,8 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     rest_opt = argparse.ArgumentParser(add_help=False)
     rest_opt.add_argument("--rest", help="the cluster's REST address host:port (default: the local cluster's)")
+    rest_opt.add_argument("--job", choices=["stream", "archive"], default="stream",
+                          help="submit / resume: the streaming job (default) or the archive job")
     p = sub.add_parser("submit", parents=[common, rest_opt],
-                       help="submit the streaming job to a Flink cluster (--set options go to the job)")
+                       help="submit the streaming job (or --job archive) to a Flink cluster (--set options go to "
+                            "the job)")
     p.add_argument("--parallelism", "-p", type=int, help="the job's parallelism (stream.parallelism)")
     p.add_argument("--from-savepoint", help="start from this savepoint or retained checkpoint")
     p.set_defaults(func=cmd_submit)

@@ -105,6 +105,12 @@ OPTIONS: dict[str, Option] = {
     "stream.start-from": Option(str, "group-offsets", "where a job without committed offsets starts: group-offsets "
                                 "(committed, else earliest), earliest, latest, or an epoch-ms record timestamp"),
     "stream.consumer-group": Option(str, "augur-stream", "Kafka consumer group of the streaming job"),
+    "archive.dir": Option(str, "", "root (folder or URI) of the Parquet archive the archive job writes and the "
+                          "backfill reads (default: <cache>/run/archive)"),
+    "archive.checkpoint-interval-ms": Option(_positive_int, 60_000, "checkpoint interval of the archive job: "
+                                             "Parquet files are finished at each checkpoint, so the archive lags "
+                                             "this much and writes a file per partition this often"),
+    "archive.consumer-group": Option(str, "augur-archive", "Kafka consumer group of the archive job"),
     "collect.interval-ms": Option(_positive_int, 10_000, "collectors flush their in-kernel aggregates this often"),
     "collect.host": Option(str, "", "host name put on collected telemetry (default: this machine's hostname)"),
     "collect.max-pids": Option(_positive_int, 16_384, "bound of per-thread BPF maps (in-flight wakeups, requests)"),

@@ -1,4 +1,4 @@
-"""The streaming job's life cycle on a Flink cluster: submit, list, cancel, savepoint (optionally stopping), and
+"""The life cycle of Augur's jobs (the streaming job, the archive job) on a Flink cluster: submit, list, cancel, savepoint (optionally stopping), and
 resume from a savepoint. Submission uses Flink's own CLI (``flink run``) from the PyFlink distribution; the rest
 is Flink's REST API.
 
@@ -45,13 +45,16 @@ def job_source_dir() -> Path:
     return dest
 
 
+JOB_MODULES = {"stream": "jobs.stream_job", "archive": "jobs.archive_job"}
+
+
 def submit(rest: str, sets: dict[str, str], savepoint: str | None = None, config_file: str | None = None,
-           timeout_s: float = 300.0) -> str:
-    """Submit the streaming job (detached); returns its job id."""
+           timeout_s: float = 300.0, job: str = "stream") -> str:
+    """Submit the streaming job, or another of ``JOB_MODULES`` (detached); returns its job id."""
     from infra import maven
     maven.flink_job_jars()  # fetch and build before the CLI runs, with clear errors
     src = job_source_dir()
-    cmd = ["bash", str(PYFLINK_HOME / "bin" / "flink"), "run", "-m", rest, "-d", "-pym", "jobs.stream_job",
+    cmd = ["bash", str(PYFLINK_HOME / "bin" / "flink"), "run", "-m", rest, "-d", "-pym", JOB_MODULES[job],
            "--pyFiles", str(src)]
     if savepoint:
         cmd += ["-s", savepoint]

@@ -1,7 +1,12 @@
 """The Parquet archive layout: records of one kind, partitioned by UTC date and host.
 
-    ROOT/<kind>/date=YYYY-MM-DD/host=<host>/<name>.parquet      columns: ts (int64), series_id, record (JSON)
+    ROOT/<kind>/date=YYYY-MM-DD/host=<host>/<file>      columns: ts (int64), series_id, record (JSON)
 
+The Python writers name files ``*.parquet``; the stream's archive job (Flink's filesystem sink, see
+:mod:`jobs.archive_job`) names them ``part-*`` / ``compacted-part-*`` and hides files it is still writing behind a
+leading ``.``, so readers take every file of a partition whose name starts with neither ``.`` nor ``_``
+(:func:`data_files`). Rows of one partition are not in time order across files (parallel writers, several
+checkpoints): a reader that needs order sorts a partition's rows by ``ts``, as the backfill does.
 ``kind`` is ``telemetry``, ``features``, ``anomalies``, ``forecasts`` or ``deadletter``. The record column holds
 the message exactly as on its Kafka topic (the JSON Schemas in ``schemas/json`` are the contract); the other
 columns exist to filter without parsing. The backfill reads ``telemetry`` partitions and writes the others with
@@ -15,7 +20,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,8 +34,17 @@ def date_of(ts_ms: int) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
+# characters escaped in partition values as %XX, as Hive and Flink's filesystem sink escape them, so the Python
+# writers and the archive job put a host in the same folder
+_ESCAPED = frozenset(chr(c) for c in range(0x20)) | frozenset('"#%\'*/:=?\\\x7f{[]^')
+
+
+def escape_partition_value(value: str) -> str:
+    return "".join(f"%{ord(c):02X}" if c in _ESCAPED else c for c in value)
+
+
 def partition_dir(root: Path, kind: str, date: str, host: str) -> Path:
-    return Path(root) / kind / f"date={date}" / f"host={quote(host, safe='')}"
+    return Path(root) / kind / f"date={date}" / f"host={escape_partition_value(host)}"
 
 
 def partitions(root: Path, kind: str) -> Iterator[tuple[str, str, Path]]:
@@ -41,6 +55,13 @@ def partitions(root: Path, kind: str) -> Iterator[tuple[str, str, Path]]:
     for ddir in sorted(base.glob("date=*")):
         for hdir in sorted(ddir.glob("host=*")):
             yield ddir.name[5:], unquote(hdir.name[5:]), hdir
+
+
+def data_files(pdir: Path) -> list[Path]:
+    """The finished data files of one partition folder, in name order (hidden and marker files left out)."""
+    if not pdir.is_dir():
+        return []
+    return sorted(f for f in pdir.iterdir() if f.is_file() and not f.name.startswith((".", "_")))
 
 
 def write_rows(directory: Path, rows: list[tuple[int, str, str]], name: str | None = None) -> Path:
@@ -81,7 +102,7 @@ def replace_range(root: Path, kind: str, date: str, host: str, new_files: list[P
     exactly one copy of its rows. Returns the partition's row count.
     """
     pdir = partition_dir(root, kind, date, host)
-    old = sorted(pdir.glob("*.parquet")) if pdir.is_dir() else []
+    old = data_files(pdir)
     rows = [r for f in old for r in read_rows(f) if not start_ms <= r[0] < end_ms]
     rows += [r for f in new_files for r in read_rows(f)]
     rows.sort(key=lambda r: (r[0], r[1]))

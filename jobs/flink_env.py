@@ -3,13 +3,14 @@ bounded restart strategy and bundle sizes that suit a Python stage working at fe
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
 from pathlib import Path
 
 from augur import paths
-from augur.config import Config
+from augur.config import Config, parse_set_args
 from augur.paths import REPO_ROOT
 from infra import maven
 
@@ -28,7 +29,24 @@ def checkpoint_uri(cfg: Config) -> str:
     return path.resolve().as_uri()
 
 
-def create_stream_env(cfg: Config):
+def job_arguments(prog: str, description: str, argv: list[str] | None) -> tuple[Config, bool]:
+    """The command line every Augur Flink job takes (``--config``, ``--set``, ``--bounded``): returns its
+    configuration and whether its sources are bounded, after making sure the topics exist."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML configuration file")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one option")
+    parser.add_argument("--bounded", action="store_true",
+                        help="stop at the offsets that are the latest when the job starts (for tests and replays)")
+    args = parser.parse_args(argv)
+    cfg = Config.load(args.config, parse_set_args(args.set))
+    from infra.kafka_topics import ensure_topics
+    ensure_topics(cfg["kafka.bootstrap-servers"])
+    return cfg, args.bounded
+
+
+def create_stream_env(cfg: Config, checkpoint_interval_ms: int | None = None):
+    """``checkpoint_interval_ms`` overrides ``stream.checkpoint-interval-ms`` (the archive job has its own)."""
     # Python workers are started by the JVM and inherit this environment: make the project importable there.
     os.environ["PYTHONPATH"] = python_path_with_repo()
     from pyflink.common import Configuration
@@ -48,7 +66,7 @@ def create_stream_env(cfg: Config):
     conf.set_string("restart-strategy.fixed-delay.delay", "2 s")
     conf.set_string("rest.bind-address", "127.0.0.1")
     conf.set_string("rest.address", "127.0.0.1")
-    interval = cfg["stream.checkpoint-interval-ms"]
+    interval = cfg["stream.checkpoint-interval-ms"] if checkpoint_interval_ms is None else checkpoint_interval_ms
     if interval:
         conf.set_string("execution.checkpointing.interval", f"{interval} ms")
         conf.set_string("execution.checkpointing.dir", checkpoint_uri(cfg))

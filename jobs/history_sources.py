@@ -1,7 +1,8 @@
 """Where a backfill's telemetry comes from, cut into shards that can be processed independently.
 
 * the **Parquet archive** (``ROOT/telemetry/date=.../host=...``, see :mod:`jobs.archive`): one shard per host, its
-  files in date order; dates missing between a host's first and last date in the range are reported as gaps;
+  partitions in date order, each partition's rows sorted by time; dates missing between a host's first and last
+  date in the range are reported as gaps;
 * **files** from the synthetic generator or ``augur record`` (``.jsonl``, ``.jsonl.gz``, or ``.parquet`` with a
   ``record`` column): one shard, read in the order given (a series may span files, so they are not split);
 * a bounded **Kafka** range: one shard per partition (a series lives in one partition), from the offsets of the
@@ -48,6 +49,12 @@ def _days(start: str, end: str) -> list[str]:
     return [(d0 + timedelta(days=i)).isoformat() for i in range((d1 - d0).days + 1)]
 
 
+def _size(path: str) -> int:
+    """Bytes of a file, or of an archive partition's data files."""
+    p = Path(path)
+    return sum(f.stat().st_size for f in archive.data_files(p)) if p.is_dir() else p.stat().st_size
+
+
 def plan_files(inputs: list[str], start_ms: int | None = None, end_ms: int | None = None) -> Plan:
     plan = Plan()
     loose: list[str] = []
@@ -62,21 +69,20 @@ def plan_files(inputs: list[str], start_ms: int | None = None, end_ms: int | Non
                     continue
                 by_host.setdefault(host, []).append((d, pdir))
             for host, parts in sorted(by_host.items()):
-                files = [str(f) for _, pdir in parts for f in sorted(pdir.glob("*.parquet"))]
+                dirs = [str(pdir) for _, pdir in parts]
                 present = {d for d, _ in parts}
                 first = archive.date_of(start_ms) if start_ms is not None else parts[0][0]
                 last = archive.date_of(end_ms - 1) if end_ms is not None else parts[-1][0]
                 plan.gaps += [f"{path}: no telemetry for host {host} on {d}" for d in _days(first, last)
                               if d not in present]
-                plan.shards.append(Shard(f"archive:{host}", tuple(files), size=sum(Path(f).stat().st_size
-                                                                                  for f in files)))
+                plan.shards.append(Shard(f"archive:{host}", tuple(dirs), size=sum(_size(d) for d in dirs)))
         elif path.is_file():
             loose.append(str(path))
         else:
             raise FileNotFoundError(f"backfill input {raw!r} is neither a file nor an archive folder "
-                                    f"(expected ROOT/telemetry/date=YYYY-MM-DD/host=NAME/*.parquet)")
+                                    f"(expected ROOT/telemetry/date=YYYY-MM-DD/host=NAME/<parquet files>)")
     if loose:
-        plan.shards.append(Shard("files", tuple(loose), size=sum(Path(f).stat().st_size for f in loose)))
+        plan.shards.append(Shard("files", tuple(loose), size=sum(_size(f) for f in loose)))
     return plan
 
 
@@ -116,14 +122,36 @@ def _jsonl_lines(path: str) -> Iterator[tuple[bytes, int]]:
         raise CorruptInput(f"{path}: {e}") from None
 
 
-def _parquet_records(path: str) -> Iterator[tuple[str, int]]:
+def _parquet_rows(path: Path) -> Iterator[tuple[int, str, str]]:
     try:
-        for _, _, rec in archive.read_rows(Path(path)):
-            yield rec, -1
+        yield from archive.read_rows(path)
     except Exception as e:  # pyarrow raises several types for a damaged file
         if isinstance(e, CorruptInput):
             raise
         raise CorruptInput(f"{path}: not a readable Parquet file of the archive layout ({e})") from None
+
+
+def _parquet_records(path: str) -> Iterator[tuple[str, int]]:
+    for _, _, rec in _parquet_rows(Path(path)):
+        yield rec, -1
+
+
+def _partition_records(pdir: str, on_corrupt: str, skipped: list[str]) -> Iterator[tuple[str, int]]:
+    """One archive partition's records in ``ts`` order: its files may overlap in time (the stream's archive job
+    writes one file per parallel writer and checkpoint), so the partition (one host's day) is read whole and
+    sorted. A corrupt file is raised, or skipped (listed in ``skipped``) while the partition's other files are
+    read."""
+    rows: list[tuple[int, str, str]] = []
+    for f in archive.data_files(Path(pdir)):
+        try:
+            rows.extend(_parquet_rows(f))
+        except CorruptInput as e:
+            if on_corrupt != "skip":
+                raise
+            skipped.append(str(e))
+    rows.sort(key=lambda r: r[0])
+    for _, _, rec in rows:
+        yield rec, -1
 
 
 def _kafka_messages(bootstrap: str, topic: str, partition: int, first: int, last: int) -> Iterator[bytes]:
@@ -153,8 +181,11 @@ def read_shard(shard: Shard, on_corrupt: str, skipped: list[str]) -> Iterator[tu
         return
     done = 0
     for path in shard.files:
-        size = Path(path).stat().st_size
-        reader = _parquet_records(path) if path.endswith(".parquet") else _jsonl_lines(path)
+        size = _size(path)
+        if Path(path).is_dir():
+            reader = _partition_records(path, on_corrupt, skipped)
+        else:
+            reader = _parquet_records(path) if path.endswith(".parquet") else _jsonl_lines(path)
         at = done
         try:
             for raw, pos in reader:

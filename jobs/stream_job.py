@@ -16,33 +16,12 @@ Runs on the embedded Flink mini-cluster by default (``augur stream``).
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from augur.config import Config, parse_set_args
+from augur.config import Config
 from schemas import topics
 
 JOB_NAME = "augur-stream"
-
-
-def kafka_sink_ddl(table: str, topic: str, cfg: Config) -> str:
-    """A Kafka sink; exactly-once (Kafka transactions committed with each checkpoint) when checkpointing is on."""
-    exactly_once = cfg["stream.checkpoint-interval-ms"] > 0
-    guarantee = (f"""'sink.delivery-guarantee' = 'exactly-once',
-          'sink.transactional-id-prefix' = '{cfg["stream.transactional-id-prefix"]}-{table}',
-          'properties.transaction.timeout.ms' = '{cfg["stream.transaction-timeout-ms"]}',"""
-                 if exactly_once else "'sink.delivery-guarantee' = 'at-least-once',")
-    return f"""
-        CREATE TEMPORARY TABLE `{table}` (k STRING, v STRING) WITH (
-          'connector' = 'kafka',
-          'topic' = '{topic}',
-          'properties.bootstrap.servers' = '{cfg["kafka.bootstrap-servers"]}',
-          {guarantee}
-          'key.format' = 'raw',
-          'key.fields' = 'k',
-          'value.format' = 'raw',
-          'value.fields-include' = 'EXCEPT_KEY'
-        )"""
 
 
 def build(env, cfg: Config, bounded: bool = False):
@@ -51,6 +30,7 @@ def build(env, cfg: Config, bounded: bool = False):
     from pyflink.table import StreamTableEnvironment
 
     from jobs import flink_functions as fn
+    from jobs import kafka_tables
     from jobs import telemetry_windows
 
     t_env = StreamTableEnvironment.create(env)
@@ -78,26 +58,17 @@ def build(env, cfg: Config, bounded: bool = False):
                                  ("anomalies_sink", topics.ANOMALIES, anomalies),
                                  ("forecasts_sink", topics.FORECASTS, forecasts),
                                  ("deadletter_sink", topics.DEADLETTER, dead)):
-        t_env.execute_sql(kafka_sink_ddl(table, topic.name, cfg))
+        t_env.execute_sql(kafka_tables.sink_ddl(table, topic.name, cfg))
         statements.add_insert(table, t_env.from_data_stream(stream))
     statements.attach_as_datastream()
     return t_env
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="augur stream", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML configuration file")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one option")
-    parser.add_argument("--bounded", action="store_true",
-                        help="stop at the offsets that are the latest when the job starts (for tests and replays)")
-    args = parser.parse_args(argv)
-    cfg = Config.load(args.config, parse_set_args(args.set))
-    from infra.kafka_topics import ensure_topics
-    ensure_topics(cfg["kafka.bootstrap-servers"])
-    from jobs.flink_env import create_stream_env
+    from jobs.flink_env import create_stream_env, job_arguments
+    cfg, bounded = job_arguments("augur stream", __doc__, argv)
     env = create_stream_env(cfg)
-    build(env, cfg, bounded=args.bounded)
+    build(env, cfg, bounded=bounded)
     print(f"augur stream: starting {JOB_NAME} (the embedded Flink mini-cluster, or the cluster `augur submit` "
           f"names), reading {topics.TELEMETRY.name} from {cfg['kafka.bootstrap-servers']}", file=sys.stderr,
           flush=True)

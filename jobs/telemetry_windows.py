@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 
-from augur.config import Config, ConfigError
+from augur.config import Config
+from jobs import kafka_tables
 from schemas import codec, topics
 
 FUNCTIONS = {  # SQL name -> class in jvm/src/main/java
@@ -38,14 +39,6 @@ def interval(ms: int) -> str:
     return f"INTERVAL '{ms / 1000:.3f}' SECOND(3)"
 
 
-def startup_options(start: str) -> str:
-    if start.isdigit():
-        return f"'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '{start}',"
-    if start in ("group-offsets", "earliest", "latest"):
-        return f"'scan.startup.mode' = '{start if start == 'group-offsets' else start + '-offset'}',"
-    raise ConfigError(f"stream.start-from: expected group-offsets, earliest, latest or epoch ms, got {start!r}")
-
-
 def source_ddl(cfg: Config, bounded: bool) -> str:
     """The raw telemetry source. Event time is read on the JVM, per Kafka partition, so watermarks advance per
     partition; a message without a usable ``ts``, or stamped beyond the allowed skew after the broker appended it,
@@ -54,35 +47,38 @@ def source_ddl(cfg: Config, bounded: bool) -> str:
     Fetches per partition are kept small: the source emits one partition's fetched batch at a time, and while the
     pipeline drains a large batch of one partition the others emit nothing; past the idle timeout they would be
     marked idle, the watermark would jump ahead with the busy partition, and their records would arrive late."""
-    bounded_opt = "'scan.bounded.mode' = 'latest-offset'," if bounded else ""
-    return f"""
-        CREATE TEMPORARY TABLE telemetry_source (
+    return kafka_tables.source_ddl(
+        "telemetry_source", topics.TELEMETRY.name, cfg, cfg["stream.consumer-group"], bounded, with_key=False,
+        columns=f"""
           v BYTES,
           appended TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
           event_time AS TO_TIMESTAMP_LTZ(
             TELEMETRY_EVENT_TIME(v, appended, CAST({cfg["stream.max-future-skew-ms"]} AS BIGINT)), 3),
-          WATERMARK FOR event_time AS event_time - {interval(cfg["stream.out-of-orderness-ms"])}
-        ) WITH (
-          'connector' = 'kafka',
-          'topic' = '{topics.TELEMETRY.name}',
-          'properties.bootstrap.servers' = '{cfg["kafka.bootstrap-servers"]}',
-          'properties.group.id' = '{cfg["stream.consumer-group"]}',
-          'properties.auto.offset.reset' = 'earliest',
-          'properties.max.partition.fetch.bytes' = '{cfg["stream.max-partition-fetch-bytes"]}',
-          {startup_options(cfg["stream.start-from"])}
-          {bounded_opt}
-          'value.format' = 'raw'
-        )"""
+          WATERMARK FOR event_time AS event_time - {interval(cfg["stream.out-of-orderness-ms"])}""",
+        extra_options=f"'properties.max.partition.fetch.bytes' = '{cfg['stream.max-partition-fetch-bytes']}',")
+
+
+def register_functions(t_env) -> None:
+    """Augur's JVM functions, and UTC as the session's time zone (windows and archive dates align to UTC days,
+    like the reference's)."""
+    t_env.get_config().set("table.local-time-zone", "UTC")
+    for name, cls in FUNCTIONS.items():
+        t_env.execute_sql(f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {name} AS '{cls}' LANGUAGE JAVA")
 
 
 def register_source(t_env, cfg: Config, bounded: bool = False) -> None:
     """The session settings, Augur's JVM functions and the ``telemetry_source`` table."""
-    config = t_env.get_config()
-    config.set("table.local-time-zone", "UTC")  # windows align to the epoch in UTC, like the reference's
-    config.set("table.exec.source.idle-timeout", f"{cfg['stream.idle-timeout-ms']} ms")
-    for name, cls in FUNCTIONS.items():
-        t_env.execute_sql(f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {name} AS '{cls}' LANGUAGE JAVA")
+    register_functions(t_env)
+    t_env.get_config().set("table.exec.source.idle-timeout", f"{cfg['stream.idle-timeout-ms']} ms")
     t_env.execute_sql(source_ddl(cfg, bounded))
+
+
+def parse_call(cfg: Config, value: str = "v", appended: str = "appended") -> str:
+    """The SQL that parses and validates one raw message (a ROW, see ``ParseTelemetry.java``): the one place the
+    stream and the archive job set its limits."""
+    schema = sql_string(json.dumps(codec.load_schema(topics.TELEMETRY.name), separators=(",", ":")))
+    return (f"PARSE_TELEMETRY({value}, {cfg['stream.max-message-bytes']}, {appended}, "
+            f"CAST({cfg['stream.max-future-skew-ms']} AS BIGINT), {schema})")
 
 
 def build(t_env, cfg: Config, bounded: bool = False):
@@ -95,11 +91,7 @@ def build(t_env, cfg: Config, bounded: bool = False):
     register_source(t_env, cfg, bounded)
     # one phase: the window stage keys by series anyway, and a local pre-aggregation would ship whole sample lists
     t_env.get_config().set("table.optimizer.agg-phase-strategy", "ONE_PHASE")
-    schema = sql_string(json.dumps(codec.load_schema(topics.TELEMETRY.name), separators=(",", ":")))
-    parsed = t_env.sql_query(f"""
-        SELECT v, event_time, PARSE_TELEMETRY(v, {cfg["stream.max-message-bytes"]}, appended,
-                                              CAST({cfg["stream.max-future-skew-ms"]} AS BIGINT), {schema}) AS p
-        FROM telemetry_source""")
+    parsed = t_env.sql_query(f"SELECT v, event_time, {parse_call(cfg)} AS p FROM telemetry_source")
     # Through a (JVM) DataStream and back: the message is parsed once, however many branches read the result (the
     # planner would otherwise give each branch its own copy of the parse).
     t_env.create_temporary_view("parsed_telemetry", t_env.from_data_stream(

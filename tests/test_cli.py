@@ -15,7 +15,7 @@ def run(*args, **kw):
 def test_help_lists_every_subcommand():
     out = run("--help")
     assert out.returncode == 0
-    for sub in ("infra", "synth", "stream", "tail", "demo", "cluster", "submit", "jobs"):
+    for sub in ("infra", "synth", "stream", "archive", "tail", "demo", "cluster", "submit", "jobs"):
         assert sub in out.stdout
 
 

@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.flink, pytest.mark.slow]
 WINDOW_MS = 60_000
 OUT_OF_ORDERNESS_MS = 20_000
 NO_DATA_AFTER_MS = 3 * WINDOW_MS
+ODD_HOST = "e2e web/1: #%"  # escaped in partition paths
 
 
 def wait_for(predicate, timeout_s: float, what: str, job=None, interval_s: float = 2.0):
@@ -46,8 +47,8 @@ def wait_for(predicate, timeout_s: float, what: str, job=None, interval_s: float
 
 
 class Job:
-    def __init__(self, proc: subprocess.Popen, log):
-        self.proc, self.log = proc, log
+    def __init__(self, proc: subprocess.Popen, log, started_ms: int):
+        self.proc, self.log, self.started_ms = proc, log, started_ms
 
     def log_tail(self, n: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
@@ -57,8 +58,9 @@ class Job:
 def job(bootstrap, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stream")
     log = tmp / "job.log"
+    started_ms = now_ms()
     sets = {"kafka.bootstrap-servers": bootstrap, "stream.consumer-group": f"e2e-{uuid.uuid4().hex[:8]}",
-            "stream.start-from": str(now_ms()), "stream.checkpoint-dir": str(tmp / "checkpoints"),
+            "stream.start-from": str(started_ms), "stream.checkpoint-dir": str(tmp / "checkpoints"),
             "stream.checkpoint-interval-ms": "5000", "stream.window-size-ms": str(WINDOW_MS),
             "stream.out-of-orderness-ms": str(OUT_OF_ORDERNESS_MS), "stream.no-data-after-ms": str(NO_DATA_AFTER_MS),
             **{k: str(v) for k, v in FAST_FORECAST.items()}}
@@ -66,7 +68,7 @@ def job(bootstrap, tmp_path_factory):
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, "AUGUR_RUN_DIR": str(tmp)})
-    job = Job(proc, log)
+    job = Job(proc, log, started_ms)
     yield job
     import signal
     try:
@@ -147,22 +149,80 @@ def test_forecast_raised_while_the_disk_fills_and_retracted_after_cleanup(stream
     assert disk[-1]["state"] == "retracted" and disk[-1]["ts"] >= fill.end_ms
 
 
-def test_backfill_gives_the_flink_jobs_answers(streamed, scenario, tmp_path):
-    """The Beam backfill over the same telemetry: the same features, anomalies and forecasts as the stream.
+@pytest.fixture(scope="module")
+def archived(streamed, job, bootstrap, scenario, tmp_path_factory):
+    """The archive job, bounded, over everything appended to the topics since the module started; plus one late
+    sample of a host whose name needs escaping in a partition path (the stream dead-letters it as late; the
+    archive keeps it, as valid history). Returns the archive's root."""
+    late = dict(scenario.samples(scenario.start, scenario.start + 10_000)[0], host=ODD_HOST)
+    with KafkaOutput(topics.TELEMETRY, bootstrap, client_id="e2e-archive") as out:
+        out.write(late)
+    root = tmp_path_factory.mktemp("archive")
+    sets = {"kafka.bootstrap-servers": bootstrap, "archive.dir": str(root),
+            "archive.consumer-group": f"e2e-archive-{uuid.uuid4().hex[:8]}", "archive.checkpoint-interval-ms": "3000",
+            "stream.start-from": str(job.started_ms), "stream.checkpoint-dir": str(root.parent / "archive-cp")}
+    done = subprocess.run([sys.executable, "-m", "jobs.archive_job", "--bounded"]
+                          + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")],
+                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "AUGUR_RUN_DIR": str(root.parent)})
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    return root, late
+
+
+def archived_rows(root, kind: str, hosts: set[str]) -> list[tuple[str, str, int, str, dict]]:
+    """``(date, host, ts, series_id, record)`` of the given hosts' rows (the topics are shared by test modules)."""
+    from jobs import archive
+    return [(date, host, ts, sid, json.loads(rec)) for date, host, pdir in archive.partitions(root, kind)
+            if host in hosts for f in archive.data_files(pdir) for ts, sid, rec in archive.read_rows(f)]
+
+
+def test_the_archive_holds_the_accepted_telemetry_by_date_and_host(archived, scenario):
+    from jobs import archive
+    root, late = archived
+    rows = archived_rows(root, "telemetry", set(scenario.gen.host_names) | {ODD_HOST})
+    for date, host, ts, sid, rec in rows:
+        assert (date, host, ts, sid) == (archive.date_of(rec["ts"]), rec["host"], rec["ts"],
+                                         series.series_id(rec["host"], rec["metric"], rec["attrs"]))
+    key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
+    assert sorted(map(key, (r[4] for r in rows))) == sorted(map(key, [*scenario.samples(), late]))
+    # Flink's filesystem sink and the Python writers escape a host the same way: one folder per host and day
+    assert archive.partition_dir(root, "telemetry", archive.date_of(late["ts"]), ODD_HOST).is_dir()
+
+
+def test_the_archive_holds_the_streams_outputs(archived, streamed, scenario):
+    features, anomalies, forecasts = streamed
+    root, _ = archived
+    hosts = set(scenario.gen.host_names)
+    for kind, recs in (("features", features), ("anomalies", anomalies), ("forecasts", forecasts)):
+        rows = archived_rows(root, kind, hosts)
+        assert all((ts, sid, host) == (r["ts"], r["series_id"], r["host"]) for _, host, ts, sid, r in rows)
+        # the archive job started after these were read: it holds them all, and more only of later windows
+        key = lambda r: (r["series_id"], r["ts"], r.get("state", ""))  # noqa: E731
+        by_key = {key(r): r for *_, r in rows}
+        assert len(by_key) == len(rows), f"{kind}: a record archived twice"
+        assert all(by_key.get(key(r)) == r for r in recs), kind
+        streamed_keys, last_closed = {key(r) for r in recs}, max(f["window_end"] for f in features)
+        assert not [k for k, r in by_key.items() if r["ts"] <= last_closed and k not in streamed_keys
+                    and r.get("verdict") != "no_data"], kind
+
+
+def test_backfill_of_the_archive_gives_the_flink_jobs_answers(archived, streamed, scenario, tmp_path):
+    """The Beam backfill over the telemetry the archive job wrote: the same features, anomalies and forecasts as
+    the stream.
 
     Run as users run it, in a process of its own: PyFlink code used in this test process (test_jvm_functions)
     registers its operations with Beam's worker, which then misreads the backfill's transforms."""
     from tests.test_backfill import read_output, without_producer
     features, anomalies, forecasts = streamed
-    path = tmp_path / "history.jsonl"
-    path.write_text("".join(json.dumps(s) + "\n" for s in scenario.samples()))
+    root, _ = archived
     sets = [a for k, v in FAST_FORECAST.items() for a in ("--set", f"{k}={v}")]
-    done = subprocess.run([sys.executable, "-m", "jobs.backfill", str(path), "-o", str(tmp_path / "out"), *sets],
+    done = subprocess.run([sys.executable, "-m", "jobs.backfill", str(root), "-o", str(tmp_path / "out"), *sets],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     last_closed = max(f["window_end"] for f in features)
+    hosts = set(scenario.gen.host_names)
     for kind, streamed_recs in (("features", features), ("anomalies", anomalies), ("forecasts", forecasts)):
-        got = [r for r in read_output(tmp_path / "out", kind) if r["ts"] <= last_closed]
+        got = [r for r in read_output(tmp_path / "out", kind) if r["ts"] <= last_closed and r["host"] in hosts]
         assert without_producer(got) == without_producer(streamed_recs), kind
 
 

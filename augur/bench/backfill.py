@@ -92,7 +92,7 @@ def stream_rate(archive_root: Path, minutes: float) -> tuple[float, int]:
     samples, sample_ts, sids = [], [], set()
     end = START + int(minutes * 60_000)
     for _, _, pdir in archive.partitions(archive_root, "telemetry"):
-        for f in sorted(pdir.glob("*.parquet")):
+        for f in archive.data_files(pdir):
             for ts, sid, rec in archive.read_rows(f):
                 if ts < end:
                     samples.append(rec)
