@@ -193,16 +193,35 @@ class FlinkCluster:
         raise ClusterError(f"the cluster did not report {n} TaskManager(s) within {timeout_s:.0f} s; "
                            f"see the logs in {self.log_dir}")
 
+    def leftover_pids(self) -> list[int]:
+        """Live processes started for this cluster that are not its daemons: Python workers of a TaskManager that
+        was killed (SIGKILL leaves its children running, adopted by init). They are recognised by the cluster's
+        ``FLINK_CONF_DIR`` in their environment, which every child of a daemon inherits (Linux ``/proc``)."""
+        marker = b"\0FLINK_CONF_DIR=" + str(self.conf_dir).encode() + b"\0"
+        daemons, out = set(self.pids()), []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) in daemons or int(entry.name) == os.getpid():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:  # gone, or not ours to read
+                continue
+            if marker in b"\0" + environ + b"\0" and pid_alive(int(entry.name)):
+                out.append(int(entry.name))
+        return out
+
     def down(self, timeout_s: float = 30.0) -> bool:
+        """Stop the daemons (SIGTERM, then SIGKILL after ``timeout_s``) and any process left over from them."""
         pids = self.pids()
-        if not pids:
+        leftovers = self.leftover_pids()
+        if not pids and not leftovers:
             return False
-        for p in pids:
+        for p in pids + leftovers:
             _signal(p, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        while time.monotonic() < deadline and any(pid_alive(p) for p in pids + leftovers):
             time.sleep(0.5)
-        for p in pids:
+        for p in pids + leftovers + self.leftover_pids():
             _signal(p, signal.SIGKILL)
         for f in (self.state_dir / "pids").glob("*.pid"):
             f.unlink()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 import uuid
 
@@ -166,3 +167,16 @@ def test_stop_with_savepoint_and_resume_is_continuous(cluster, job, bootstrap, g
     for starts in by_series.values():
         starts.sort()
         assert starts == list(range(starts[0], starts[-1] + WINDOW_MS, WINDOW_MS))
+
+
+def test_down_ends_the_daemons_and_what_a_killed_taskmanager_left_running(cluster):
+    """A SIGKILLed TaskManager (the failover test) leaves its Python workers running, adopted by init; `down`
+    finds them by the cluster's FLINK_CONF_DIR in their environment. A process started with the cluster's
+    environment stands for one, so the test does not depend on how fast orphaned workers notice on their own."""
+    stand_in = subprocess.Popen(["sleep", "600"], env=cluster.env(), start_new_session=True)
+    leftovers = cluster.leftover_pids()
+    assert stand_in.pid in leftovers
+    print(f"left over before down: {len(leftovers)} process(es)")
+    assert cluster.down()
+    stand_in.wait(10)
+    assert cluster.pids() == [] and cluster.leftover_pids() == []

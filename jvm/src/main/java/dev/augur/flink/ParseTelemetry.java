@@ -49,26 +49,30 @@ public class ParseTelemetry extends ScalarFunction {
         if (err != null) {
             return reject("schema_violation: " + err);
         }
-        String nonFinite = firstNonFinite(rec, "$");
-        if (nonFinite != null) {
-            return reject("non_finite: " + nonFinite);
+        if (hasNonFinite(rec)) {
+            return reject("non_finite: " + firstNonFinite(rec, "$"));
         }
         long ts = rec.get("ts").longValue();
         if (tooFarAhead(ts, appended, maxFutureSkewMs)) {
             return reject("clock_skew: event time is more than " + maxFutureSkewMs
                     + " ms after the broker appended the message");
         }
-        TreeMap<String, String> attrs = new TreeMap<>();
-        Iterator<Map.Entry<String, JsonNode>> it = rec.get("attrs").fields();
-        while (it.hasNext()) {
-            Map.Entry<String, JsonNode> e = it.next();
-            attrs.put(e.getKey(), e.getValue().textValue());
-        }
         String attrsJson;
-        try {
-            attrsJson = JSON.writeValueAsString(attrs);
-        } catch (Exception e) {
-            return reject("malformed: " + e.getMessage());
+        JsonNode attrNode = rec.get("attrs");
+        if (attrNode.size() == 0) {
+            attrsJson = "{}"; // most series have no attributes
+        } else {
+            TreeMap<String, String> attrs = new TreeMap<>();
+            Iterator<Map.Entry<String, JsonNode>> it = attrNode.fields();
+            while (it.hasNext()) {
+                Map.Entry<String, JsonNode> e = it.next();
+                attrs.put(e.getKey(), e.getValue().textValue());
+            }
+            try {
+                attrsJson = JSON.writeValueAsString(attrs);
+            } catch (Exception e) {
+                return reject("malformed: " + e.getMessage());
+            }
         }
         JsonNode value = rec.get("value");
         JsonNode hist = rec.get("hist");
@@ -100,6 +104,23 @@ public class ParseTelemetry extends ScalarFunction {
         return schema;
     }
 
+    /** Whether any number in the message is not finite (a huge literal such as 1e400 parses as infinity); no
+     *  allocation, as every message is checked. */
+    private static boolean hasNonFinite(JsonNode node) {
+        if (node.isFloatingPointNumber()) {
+            return !Double.isFinite(node.doubleValue());
+        }
+        if (node.isContainerNode()) {
+            for (JsonNode child : node) {
+                if (hasNonFinite(child)) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    /** The JSON path of the first non-finite number (for the rejection's detail). */
     private static String firstNonFinite(JsonNode node, String path) {
         if (node.isFloatingPointNumber()) {
             double d = node.doubleValue();

@@ -15,6 +15,9 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.node.Text
  * every raw sample on the JVM against the same files in schemas/json that the Python codec uses. A keyword it does
  * not know makes {@link #compile} fail: it never passes a message by ignoring a rule. tests/test_jvm_functions.py
  * checks that it agrees with the Python validator on valid and invalid messages.
+ *
+ * <p>Every message of the stream goes through it: a passing value builds no string (messages are made when the
+ * schema is compiled) and allocates little. Not thread-safe (patterns reuse one matcher): one per function instance.
  */
 final class SchemaCheck {
     private static final Set<String> ANNOTATIONS =
@@ -102,17 +105,21 @@ final class SchemaCheck {
                     return "must be of type " + String.join(" or ", types);
                 };
             }
-            case "const":
-                return v -> sameValue(v, arg) ? null : "must be " + arg;
-            case "enum":
+            case "const": {
+                String msg = "must be " + arg;
+                return v -> sameValue(v, arg) ? null : msg;
+            }
+            case "enum": {
+                String msg = "must be one of " + arg;
                 return v -> {
                     for (JsonNode option : arg) {
                         if (sameValue(v, option)) {
                             return null;
                         }
                     }
-                    return "must be one of " + arg;
+                    return msg;
                 };
+            }
             case "minimum":
                 return v -> !v.isNumber() || v.doubleValue() >= arg.doubleValue() ? null
                         : "must be >= " + arg;
@@ -132,9 +139,10 @@ final class SchemaCheck {
                 return v -> !v.isTextual() || codePoints(v) <= arg.intValue() ? null
                         : "must be at most " + arg + " characters";
             case "pattern": {
-                Pattern re = ecmaPattern(arg.asText());
-                return v -> !v.isTextual() || re.matcher(v.textValue()).find() ? null
-                        : "must match " + arg.asText();
+                // one matcher, reset per value: a SchemaCheck belongs to one function instance (one thread)
+                java.util.regex.Matcher re = ecmaPattern(arg.asText()).matcher("");
+                String msg = "must match " + arg.asText();
+                return v -> !v.isTextual() || re.reset(v.textValue()).find() ? null : msg;
             }
             case "required":
                 return v -> {
@@ -237,8 +245,22 @@ final class SchemaCheck {
             }
         }
         Rule extra = schema.has("additionalProperties") ? compileNode(schema.get("additionalProperties")) : null;
+        String[] names = named.keySet().stream().sorted().toArray(String[]::new);
+        Rule[] rules = java.util.Arrays.stream(names).map(named::get).toArray(Rule[]::new);
         return v -> {
             if (!v.isObject()) {
+                return null;
+            }
+            if (extra == null && names.length < v.size()) {
+                // only the named properties have rules: look them up rather than walk every field (an "if"
+                // testing one property of a large object)
+                for (int i = 0; i < names.length; i++) {
+                    JsonNode value = v.get(names[i]);
+                    String err = value == null ? null : rules[i].check(value);
+                    if (err != null) {
+                        return at("." + names[i], err);
+                    }
+                }
                 return null;
             }
             Iterator<Map.Entry<String, JsonNode>> it = v.fields();
@@ -312,6 +334,9 @@ final class SchemaCheck {
 
     private static boolean sameValue(JsonNode a, JsonNode b) {
         if (a.isNumber() && b.isNumber()) {
+            if (a.isIntegralNumber() && b.isIntegralNumber() && a.canConvertToLong() && b.canConvertToLong()) {
+                return a.longValue() == b.longValue(); // "v": 1, without a BigDecimal per message
+            }
             return a.decimalValue().compareTo(b.decimalValue()) == 0;
         }
         return a.equals(b);
