@@ -82,7 +82,14 @@ class LateToDeadLetter(CountedDeadLetters):
 
 class ScoreFeatures(KeyedProcessFunction):
     """Per-series detector state in keyed state (plain float arrays); emits anomaly records, and a ``no_data``
-    record when an event-time timer finds the series silent for ``stream.no-data-after-ms``."""
+    record when an event-time timer finds the series silent for ``stream.no-data-after-ms``.
+
+    Everything a series keeps is one value (the kernel's array and its last window as JSON): PyFlink writes every
+    changed state of a bundle back to the JVM with one synchronous round trip each, which is what this stage's rate
+    is bound by. For the same reason the timer is not moved on every window: one timer is pending per series, and
+    when it fires before the series has been silent long enough it is set again for its last window's deadline."""
+
+    STATE = Types.ROW_NAMED(["kernel", "last"], [Types.PRIMITIVE_ARRAY(Types.DOUBLE()), Types.STRING()])
 
     def __init__(self, cfg: dict):
         self.cfg_values = cfg
@@ -91,31 +98,41 @@ class ScoreFeatures(KeyedProcessFunction):
         cfg = Config(self.cfg_values)
         self.scorer = steps.EnsembleFeatureScorer.from_config(cfg)
         self.no_data_after = cfg["stream.no-data-after-ms"]
-        self.state = runtime_context.get_state(
-            ValueStateDescriptor("ensemble_state", Types.PRIMITIVE_ARRAY(Types.DOUBLE())))
-        # the last window's identity and end (JSON), for the no_data record and to move the timer
-        self.last = runtime_context.get_state(ValueStateDescriptor("last_window", Types.STRING()))
+        # the kernel's state, and the last window's identity and end plus the pending timer (JSON, or null)
+        self.state = runtime_context.get_state(ValueStateDescriptor("series_state", self.STATE))
 
     def process_element(self, feature: dict, ctx: KeyedProcessFunction.Context):
         stored = self.state.value()
-        state = np.asarray(stored, dtype=np.float64) if stored is not None else self.scorer.init_state()
-        anomaly = self.scorer.score(state, feature)
-        self.state.update(state.tolist())
+        kernel = self.scorer.init_state() if stored is None else np.asarray(stored[0], dtype=np.float64)
+        anomaly = self.scorer.score(kernel, feature)
+        last = None
         if self.no_data_after:
-            previous = self.last.value()
-            if previous is not None:
-                ctx.timer_service().delete_event_time_timer(orjson.loads(previous)["timer"])
-            timer = feature["window_end"] + self.no_data_after
-            ctx.timer_service().register_event_time_timer(timer)
-            self.last.update(orjson.dumps({k: feature[k] for k in NO_DATA_IDENTITY} | {"timer": timer}).decode())
+            timer = None if stored is None or stored[1] is None else orjson.loads(stored[1])["timer"]
+            if timer is None:
+                timer = feature["window_end"] + self.no_data_after
+                ctx.timer_service().register_event_time_timer(timer)
+            last = orjson.dumps({k: feature[k] for k in NO_DATA_IDENTITY} | {"timer": timer}).decode()
+        self.state.update(Row(kernel.tolist(), last))
         if anomaly is not None:
             yield Row(anomaly["series_id"], codec.encode(topics.ANOMALIES.name, anomaly, check=False).decode())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        last = self.last.value()
-        if last is None or ctx.timer_service().current_watermark() >= END_OF_INPUT_WATERMARK:
+        stored = self.state.value()
+        if stored is None or stored[1] is None:
+            return
+        last = orjson.loads(stored[1])
+        if last["timer"] != timestamp:
+            return  # not the pending timer (one restored from an older state)
+        deadline = last["window_end"] + self.no_data_after if self.no_data_after else None
+        if deadline is not None and deadline > timestamp:  # windows came since the timer was set: wait on
+            ctx.timer_service().register_event_time_timer(deadline)
+            last["timer"] = deadline
+        else:
+            last["timer"] = None
+        self.state.update(Row(stored[0], orjson.dumps(last).decode()))
+        if last["timer"] is not None or ctx.timer_service().current_watermark() >= END_OF_INPUT_WATERMARK:
             return  # the end of a bounded input is not a silence
-        record = steps.no_data_record(orjson.loads(last), timestamp)
+        record = steps.no_data_record(last, timestamp)
         yield Row(record["series_id"], codec.encode(topics.ANOMALIES.name, record, check=False).decode())
 
 
