@@ -86,7 +86,9 @@ OPTIONS: dict[str, Option] = {
     "stream.out-of-orderness-ms": Option(_non_negative_int, 20_000, "bounded out-of-orderness of watermarks"),
     "stream.no-data-after-ms": Option(_non_negative_int, 300_000, "a series silent this long (event time, as the "
                                       "watermark says) gets one no_data record on the anomalies topic (0: never)"),
-    "stream.idle-timeout-ms": Option(_positive_int, 30_000, "a source split idle this long stops holding back watermarks"),
+    "stream.idle-timeout-ms": Option(_positive_int, 30_000, "a source split idle this long stops holding back "
+                                     "watermarks (too short, and a split slowed by backpressure counts as idle: its "
+                                     "samples then arrive late)"),
     "stream.max-future-skew-ms": Option(_non_negative_int, 300_000, "records stamped further than this after the "
                                         "broker appended them are rejected (clock_skew)"),
     "stream.max-message-bytes": Option(_positive_int, 65_536, "larger telemetry messages are rejected (oversized)"),
