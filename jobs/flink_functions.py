@@ -123,14 +123,18 @@ class ScoreFeatures(KeyedProcessFunction):
         last = orjson.loads(stored[1])
         if last["timer"] != timestamp:
             return  # not the pending timer (one restored from an older state)
-        deadline = last["window_end"] + self.no_data_after if self.no_data_after else None
-        if deadline is not None and deadline > timestamp:  # windows came since the timer was set: wait on
+        if not self.no_data_after:  # switched off since the timer was set
+            self.state.update(Row(stored[0], None))
+            return
+        deadline = last["window_end"] + self.no_data_after
+        if deadline > timestamp:  # windows came since the timer was set: wait for the last one's deadline
             ctx.timer_service().register_event_time_timer(deadline)
             last["timer"] = deadline
-        else:
-            last["timer"] = None
+            self.state.update(Row(stored[0], orjson.dumps(last).decode()))
+            return
+        last["timer"] = None  # the next window sets a timer again
         self.state.update(Row(stored[0], orjson.dumps(last).decode()))
-        if last["timer"] is not None or ctx.timer_service().current_watermark() >= END_OF_INPUT_WATERMARK:
+        if ctx.timer_service().current_watermark() >= END_OF_INPUT_WATERMARK:
             return  # the end of a bounded input is not a silence
         record = steps.no_data_record(last, timestamp)
         yield Row(record["series_id"], codec.encode(topics.ANOMALIES.name, record, check=False).decode())
