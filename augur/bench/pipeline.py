@@ -260,7 +260,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--series", type=int, default=2400, help="series of the throughput runs (12 per host)")
     parser.add_argument("--seconds", type=int, default=1000, help="seconds of samples at 1 s per series")
     parser.add_argument("--score-series", type=int, default=240, help="series of the whole-job (scoring) run")
-    parser.add_argument("--score-seconds", type=int, default=600, help="seconds of samples at 1 s for it")
+    parser.add_argument("--score-seconds", type=int, default=2400,
+                        help="seconds of samples at 1 s for it (long enough for the JIT's warm-up to be a small part)")
     parser.add_argument("--baseline-samples", type=int, default=30_000,
                         help="first samples of the scoring data, for the Python-per-sample baseline")
     parser.add_argument("--parallelism", type=int, default=2)
