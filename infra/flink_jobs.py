@@ -1,6 +1,6 @@
-"""The life cycle of Augur's jobs (the streaming job, the archive job) on a Flink cluster: submit, list, cancel, savepoint (optionally stopping), and
-resume from a savepoint. Submission uses Flink's own CLI (``flink run``) from the PyFlink distribution; the rest
-is Flink's REST API.
+"""The life cycle of Augur's jobs (the streaming job, the archive job) on a Flink cluster: submit, list, cancel,
+savepoint (optionally stopping), and resume from a savepoint. Submission uses Flink's own CLI (``flink run``) from
+the PyFlink distribution; the rest is Flink's REST API.
 
 What a submission ships: the job's Python packages (a clean copy of the source packages, never the venv or the
 caches) as ``--pyFiles``, and the connector and Augur function jars through ``pipeline.jars`` (the client uploads

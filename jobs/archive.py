@@ -5,8 +5,9 @@
 The Python writers name files ``*.parquet``; the stream's archive job (Flink's filesystem sink, see
 :mod:`jobs.archive_job`) names them ``part-*`` / ``compacted-part-*`` and hides files it is still writing behind a
 leading ``.``, so readers take every file of a partition whose name starts with neither ``.`` nor ``_``
-(:func:`data_files`). Rows of one partition are not in time order across files (parallel writers, several
-checkpoints): a reader that needs order sorts a partition's rows by ``ts``, as the backfill does.
+(:func:`data_files`, :func:`partition_rows`). Rows of one partition are not in time order across files (parallel
+writers, several checkpoints): a reader that needs order sorts a partition's rows by ``ts``, as the backfill does.
+
 ``kind`` is ``telemetry``, ``features``, ``anomalies``, ``forecasts`` or ``deadletter``. The record column holds
 the message exactly as on its Kafka topic (the JSON Schemas in ``schemas/json`` are the contract); the other
 columns exist to filter without parsing. The backfill reads ``telemetry`` partitions and writes the others with
@@ -62,6 +63,13 @@ def data_files(pdir: Path) -> list[Path]:
     if not pdir.is_dir():
         return []
     return sorted(f for f in pdir.iterdir() if f.is_file() and not f.name.startswith((".", "_")))
+
+
+def partition_rows(pdir: Path) -> Iterator[tuple[int, str, str]]:
+    """``(ts, series_id, record_json)`` of every finished file of one partition folder, file by file (so not in
+    time order across files)."""
+    for f in data_files(pdir):
+        yield from read_rows(f)
 
 
 def write_rows(directory: Path, rows: list[tuple[int, str, str]], name: str | None = None) -> Path:

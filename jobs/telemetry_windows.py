@@ -73,11 +73,11 @@ def register_source(t_env, cfg: Config, bounded: bool = False) -> None:
     t_env.execute_sql(source_ddl(cfg, bounded))
 
 
-def parse_call(cfg: Config, value: str = "v", appended: str = "appended") -> str:
-    """The SQL that parses and validates one raw message (a ROW, see ``ParseTelemetry.java``): the one place the
-    stream and the archive job set its limits."""
+def parse_call(cfg: Config) -> str:
+    """The SQL that parses and validates one raw message, the columns ``v`` and ``appended`` of a Kafka source (a
+    ROW, see ``ParseTelemetry.java``): the one place the stream and the archive job set its limits."""
     schema = sql_string(json.dumps(codec.load_schema(topics.TELEMETRY.name), separators=(",", ":")))
-    return (f"PARSE_TELEMETRY({value}, {cfg['stream.max-message-bytes']}, {appended}, "
+    return (f"PARSE_TELEMETRY(v, {cfg['stream.max-message-bytes']}, appended, "
             f"CAST({cfg['stream.max-future-skew-ms']} AS BIGINT), {schema})")
 
 

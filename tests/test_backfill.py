@@ -40,7 +40,7 @@ def jsonl(scenario, tmp_path_factory) -> Path:
 
 def read_output(root: Path, kind: str) -> list[dict]:
     return [json.loads(rec) for _, _, pdir in archive.partitions(root, kind)
-            for f in archive.data_files(pdir) for _, _, rec in archive.read_rows(f)]
+            for _, _, rec in archive.partition_rows(pdir)]
 
 
 def without_producer(records) -> list[dict]:

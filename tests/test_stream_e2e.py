@@ -173,7 +173,7 @@ def archived_rows(root, kind: str, hosts: set[str]) -> list[tuple[str, str, int,
     """``(date, host, ts, series_id, record)`` of the given hosts' rows (the topics are shared by test modules)."""
     from jobs import archive
     return [(date, host, ts, sid, json.loads(rec)) for date, host, pdir in archive.partitions(root, kind)
-            if host in hosts for f in archive.data_files(pdir) for ts, sid, rec in archive.read_rows(f)]
+            if host in hosts for ts, sid, rec in archive.partition_rows(pdir)]
 
 
 def test_the_archive_holds_the_accepted_telemetry_by_date_and_host(archived, scenario):

@@ -92,12 +92,11 @@ def stream_rate(archive_root: Path, minutes: float) -> tuple[float, int]:
     samples, sample_ts, sids = [], [], set()
     end = START + int(minutes * 60_000)
     for _, _, pdir in archive.partitions(archive_root, "telemetry"):
-        for f in archive.data_files(pdir):
-            for ts, sid, rec in archive.read_rows(f):
-                if ts < end:
-                    samples.append(rec)
-                    sample_ts.append(ts)
-                    sids.add(sid)
+        for ts, sid, rec in archive.partition_rows(pdir):
+            if ts < end:
+                samples.append(rec)
+                sample_ts.append(ts)
+                sids.add(sid)
     bootstrap = broker.up().bootstrap
     ensure_topics(bootstrap)
     job = None
