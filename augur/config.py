@@ -122,6 +122,11 @@ OPTIONS: dict[str, Option] = {
     "collect.buffer-records": Option(_positive_int, 100_000, "records buffered while Kafka is unreachable; "
                                      "beyond it the oldest are dropped and counted"),
     "collect.prometheus-port": Option(_non_negative_int, 9464, "collector self-metrics endpoint (0 disables)"),
+    "host.window": Option(_positive_int, 60, "host forest: each signal's deviation is taken against its last this "
+                          "many windows (median and MAD)"),
+    "host.min-history": Option(_positive_int, 15, "host forest: windows a signal needs before a host is judged"),
+    "host.margin": Option(_non_negative_float, 0.0, "host forest: an anomaly scores this much below the lowest "
+                          "training score (score_samples units; 0: any window more isolated than all of training)"),
     "models.dir": Option(str, "", "model registry: trained models per series (empty: online detectors only)"),
     "models.recheck-s": Option(_positive_float, 60.0, "the registry is looked at again this often, so new model "
                                "versions reach a running job without a restart"),

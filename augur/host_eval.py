@@ -4,10 +4,10 @@ On seeded synthetic hosts (:mod:`collectors.synthetic`) with labelled injected f
 :mod:`collectors.faults`, twice, on rotating hosts), it compares at the level of *events* (not points, not
 point-adjusted):
 
-- ``iforest``: one Isolation Forest per host over the host's state at each window (CPU, run-queue and I/O latency,
-  retransmits, HTTP latency and error ratio, memory, filesystem), each signal as its deviation from its own trailing
-  hour (median/MAD), trained with scikit-learn on the fault-free training span, exported and scored in numba
-  (:mod:`udfs.iforest`); a window alarms when it is more abnormal than every training window;
+- ``iforest``: the stream's host scoring (:mod:`jobs.host_state`): one Isolation Forest per host over the host's
+  signals at each window (CPU, run-queue and I/O latency, retransmits, HTTP latency and error ratio, memory,
+  filesystem), each as its robust z against its own trailing hour, trained with ``augur train``'s code on the
+  fault-free training span and scored in numba; a window alarms when it is more isolated than every training one;
 - ``ensemble``: the univariate ensemble on every series (what the stream emits), a host alarms when any series does;
 - ``either``: the union of both.
 
@@ -32,7 +32,6 @@ from collectors.synthetic import SyntheticTelemetry
 H = 3_600_000
 MIN = 60_000
 T0 = 1_767_225_600_000          # 2026-01-01T00:00:00Z
-HOST_FEATURES = ("cpu", "runq_p99", "io_p99", "retrans", "http_p99", "http_errors", "memory", "filesystem")
 
 
 def scenario(train_hours: int, test_hours: int, hosts: int = 4, seed: int = 21) -> tuple[SyntheticTelemetry, list]:
@@ -44,66 +43,26 @@ def scenario(train_hours: int, test_hours: int, hosts: int = 4, seed: int = 21) 
     return SyntheticTelemetry(hosts=hosts, seed=seed, faults=faults), faults
 
 
-def host_matrix(features: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per host: (window ends, rows x HOST_FEATURES) from feature records (variance-stabilised)."""
-    from udfs.transforms import stabilize
-    cells: dict[tuple[str, int], dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for f in features:
-        v = f["value"]
-        if v is None:
-            continue
-        key = (f["host"], f["window_end"])
-        x = stabilize(f["type"], float(v), f["window_end"] - f["window_start"])
-        m = f["metric"]
-        if m == "system.cpu.utilization":
-            cells[key]["cpu"].append(x)
-        elif m == "ebpf.runqueue.latency":
-            cells[key]["runq_p99"].append(x)
-        elif m == "ebpf.block.io.latency":
-            cells[key]["io_p99"].append(x)
-        elif m == "ebpf.tcp.retransmits":
-            cells[key]["retrans"].append(x)
-        elif m == "http.server.request.duration":
-            cells[key]["http_p99"].append(x)
-        elif m == "http.server.requests":
-            cells[key]["req_" + f["attrs"].get("status_class", "")].append(float(v))
-        elif m == "system.memory.usage":
-            cells[key]["memory"].append(x)
-        elif m == "system.filesystem.usage":
-            cells[key]["filesystem"].append(x)
-    out: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
-    for (host, end), c in sorted(cells.items(), key=lambda kv: kv[0][1]):
-        ok, err = sum(c.get("req_2xx", [])), sum(c.get("req_5xx", []))
-        c["http_errors"] = [err / (ok + err) if ok + err > 0 else 0.0]
-        row = [float(np.mean(c[name])) if c.get(name) else np.nan for name in HOST_FEATURES]
-        out[host][0].append(end)
-        out[host][1].append(row)
-    return {h: (np.array(e, dtype=np.int64), np.array(r, dtype=np.float64)) for h, (e, r) in out.items()}
-
-
-def residuals(rows: np.ndarray, lookback: int) -> np.ndarray:
-    """Each column's deviation from its own trailing median, in trailing MAD units (causal: the window excludes the
-    row itself), so daily cycles and slow drifts are not outliers but sudden departures are."""
-    import pandas as pd
-    df = pd.DataFrame(rows).ffill().bfill()
-    past = df.shift(1).rolling(lookback, min_periods=lookback // 4)
-    med = past.median()
-    mad = (df.shift(1) - med).abs().rolling(lookback, min_periods=lookback // 4).median() * 1.4826
-    scale = np.maximum(mad.to_numpy(), 1e-3 * np.abs(med.to_numpy()) + 1e-9)
-    return np.nan_to_num((df.to_numpy() - med.to_numpy()) / scale)
-
-
-def iforest_alarms(matrix, split_ms: int, lookback: int = 60, seed: int = 0) -> dict[str, np.ndarray]:
-    """Window ends (test span) at which each host's forest alarms: a window more abnormal than every training one."""
+def iforest_alarms(features: list[dict], split_ms: int, registry_dir: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """Window ends (test span) at which each host's forest alarms, exactly as the stream judges them: forests fitted
+    by ``augur train``'s code on the windows before ``split_ms``, then every host's windows run through
+    :class:`jobs.host_state.HostRunner` with those forests in a registry."""
+    from jobs import host_state
     from models import iforest_export
-    alarms = {}
-    for host, (ends, rows) in matrix.items():
-        z = residuals(rows, lookback)
-        train = ends < split_ms
-        forest = iforest_export.train(z[train], n_estimators=100, seed=seed)
-        scores = iforest_export.score(iforest_export.export(forest), z)
-        alarms[host] = ends[~train & (scores < scores[train].min())]
-    return alarms
+    from models.registry import ModelRegistry
+    params = host_state.HostParams()
+    registry = ModelRegistry(registry_dir)
+    train = [f for f in features if f["window_end"] <= split_ms]
+    for host, rows in host_state.training_rows(train, params).items():
+        registry.save_forest(host, iforest_export.host_artifact(rows, list(host_state.SIGNALS), "eval", seed))
+    runner = host_state.HostRunner(host_state.HostScorer(params, registry))
+    for f in sorted(features, key=lambda f: f["window_end"]):
+        runner.add(f)
+    alarms = defaultdict(list)
+    for a in runner.close_until(2 ** 62):
+        if a["window_end"] > split_ms:
+            alarms[a["host"]].append(a["window_end"])
+    return {h: np.array(v, dtype=np.int64) for h, v in alarms.items()}
 
 
 def incidents(alarm_ends: np.ndarray, merge_ms: int) -> list[tuple[int, int]]:
@@ -154,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     samples = (s for batch in gen.iter_range(T0, split + args.test_hours * H) for s in batch)
     out = reference.run(samples, MIN, steps.EnsembleFeatureScorer.from_config(Config()))
     built = time.perf_counter() - start
-    matrix = host_matrix(out.features)
-    alarms = {"iforest": iforest_alarms(matrix, split)}
+    import tempfile
+    with tempfile.TemporaryDirectory() as registry_dir:
+        alarms = {"iforest": iforest_alarms(out.features, split, registry_dir)}
     ens = defaultdict(list)
     for a in out.anomalies:
         if a["window_end"] > split:

@@ -2,11 +2,14 @@
 
     shards (archive hosts | files | Kafka partitions) --Beam ParDo--> per shard, in stored order:
         parse/validate -> event-time tumbling windows (watermark = max event time - out-of-orderness)
-        -> features -> robust z-score -> forecasts            (jobs.series_runner: the stream's own steps)
+        -> features -> ensemble score -> forecasts            (jobs.series_runner: the stream's own steps)
+        -> each host's features --GroupByKey(host)--> the host's forest, window by window   (jobs.host_state)
     -> staging Parquet per kind/date/host --commit--> ROOT/<kind>/date=/host=   (and/or the Kafka output topics)
 
 Each shard holds whole series (a host's archive partitions, one Kafka partition, or all loose files), so a
-series' state never crosses shards and memory is per-series state plus the open windows, not the range.
+series' state never crosses shards and memory is per-series state plus the open windows, not the range. A host's
+series may lie in several shards (Kafka partitions are keyed by series), so the host stage regroups the features
+that feed it (a few metrics, one record per window) by host.
 Records that the stream would dead-letter (malformed, schema, versions, non-finite, oversized, late) are
 dead-lettered the same way, with their reasons.
 
@@ -102,10 +105,14 @@ class Sink:
                 raise RuntimeError(f"{out.dropped} backfill records could not be produced to Kafka")
 
 
+HOST_FIELDS = ("host", "metric", "type", "attrs", "series_id", "window_start", "window_end", "value")
+
+
 def process_shard(shard: Shard, cfg: Config, staging: Path | None, bootstrap_out: str | None, on_corrupt: str,
-                  start_ms: int | None, end_ms: int | None, log=sys.stderr) -> ShardStats:
-    """Run one shard through the pipeline steps; the heart of the backfill, engine-independent."""
-    from jobs import steps
+                  start_ms: int | None, end_ms: int | None, log=sys.stderr, host_out: list | None = None) -> ShardStats:
+    """Run one shard through the pipeline steps; the heart of the backfill, engine-independent. The features that
+    feed the host stage are appended to ``host_out`` as ``(host, feature)`` (the fields it reads)."""
+    from jobs import host_state, steps
     from jobs.forecasting import Forecaster
     from jobs.series_runner import SeriesRunner
 
@@ -133,6 +140,8 @@ def process_shard(shard: Shard, cfg: Config, staging: Path | None, bootstrap_out
                 host = hosts[sid]
                 stats.windows += 1
                 sink.add("features", feature["ts"], host, sid, feature)
+                if host_out is not None and host_state.relevant(feature):
+                    host_out.append((host, {k: feature[k] for k in HOST_FIELDS}))
                 if anomaly is not None:
                     stats.anomalies += 1
                     sink.add("anomalies", anomaly["ts"], host, sid, anomaly)
@@ -190,9 +199,48 @@ class ProcessShard(beam.DoFn):
 
     def process(self, shard):
         cfg_values, staging, bootstrap_out, on_corrupt, start_ms, end_ms = self.args
+        host_features: list = []
         stats = process_shard(shard, Config(cfg_values), Path(staging) if staging else None, bootstrap_out,
-                              on_corrupt, start_ms, end_ms)
+                              on_corrupt, start_ms, end_ms, host_out=host_features)
         yield json.dumps(asdict(stats))
+        for item in host_features:
+            yield beam.pvalue.TaggedOutput(HOSTS_TAG, item)
+
+
+HOSTS_TAG = "hosts"
+HOST_STAGE = "hosts/"  # prefix of the host stage's ShardStats names
+
+
+def score_host_history(host: str, features, cfg: Config, staging: Path | None, bootstrap_out: str | None) -> ShardStats:
+    """One host's forest over all its windows in time order (what the stream's host operator does)."""
+    from jobs import host_state
+    stats = ShardStats(HOST_STAGE + host)
+    t0 = time.monotonic()
+    sink = Sink(staging, bootstrap_out, "host-" + uuid.uuid4().hex[:8], stats)
+    runner = host_state.HostRunner(host_state.HostScorer.from_config(cfg))
+    try:
+        for f in features:
+            runner.add(f)
+        for record in runner.close_until(2 ** 62):
+            stats.anomalies += 1
+            sink.add("anomalies", record["ts"], host, record["series_id"], record)
+    finally:
+        sink.close()
+    stats.seconds = time.monotonic() - t0
+    return stats
+
+
+class ScoreHostHistory(beam.DoFn):
+    """The Beam DoFn around :func:`score_host_history`: ``(host, features)`` in, its statistics (JSON) out."""
+
+    def __init__(self, cfg_values: dict, staging: str | None, bootstrap_out: str | None):
+        self.args = (cfg_values, staging, bootstrap_out)
+
+    def process(self, element):
+        cfg_values, staging, bootstrap_out = self.args
+        host, features = element
+        yield json.dumps(asdict(score_host_history(host, features, Config(cfg_values),
+                                                   Path(staging) if staging else None, bootstrap_out)))
 
 
 def run_pipeline(plan: Plan, cfg: Config, staging: Path | None, bootstrap_out: str | None, on_corrupt: str,
@@ -203,11 +251,17 @@ def run_pipeline(plan: Plan, cfg: Config, staging: Path | None, bootstrap_out: s
     stats_dir.mkdir(parents=True, exist_ok=True)
     options = PipelineOptions(beam_args or ["--runner=DirectRunner"])
     with beam.Pipeline(options=options) as p:
-        (p | "shards" >> beam.Create(plan.shards)
-           | "spread" >> beam.Reshuffle()
-           | "process" >> beam.ParDo(ProcessShard(cfg.to_dict(), str(staging) if staging else None,
-                                                  bootstrap_out, on_corrupt, start_ms, end_ms))
-           | "stats" >> beam.io.WriteToText(str(stats_dir / "shard"), file_name_suffix=".json"))
+        shards = (p | "shards" >> beam.Create(plan.shards)
+                    | "spread" >> beam.Reshuffle()
+                    | "process" >> beam.ParDo(ProcessShard(cfg.to_dict(), str(staging) if staging else None,
+                                                           bootstrap_out, on_corrupt, start_ms, end_ms))
+                    .with_outputs(HOSTS_TAG, main="stats"))
+        hosts = (shards[HOSTS_TAG]
+                 | "by host" >> beam.GroupByKey()
+                 | "score hosts" >> beam.ParDo(ScoreHostHistory(cfg.to_dict(), str(staging) if staging else None,
+                                                                bootstrap_out)))
+        ((shards.stats, hosts) | "all stats" >> beam.Flatten()
+         | "stats" >> beam.io.WriteToText(str(stats_dir / "shard"), file_name_suffix=".json"))
     out = []
     for f in sorted(stats_dir.glob("shard*.json")):
         for line in f.read_text().splitlines():
@@ -248,7 +302,8 @@ def summarise(stats: list[ShardStats], plan: Plan, seconds: float) -> str:
             dl[k] = dl.get(k, 0) + v
     skipped = [c for s in stats for c in s.corrupt_skipped]
     lines = [f"augur backfill: {points:,} points in {seconds:.1f} s ({points / max(seconds, 1e-9):,.0f} points/s) "
-             f"over {len(stats)} shard(s): {sum(s.windows for s in stats):,} feature windows, "
+             f"over {sum(not s.shard.startswith(HOST_STAGE) for s in stats)} shard(s): "
+             f"{sum(s.windows for s in stats):,} feature windows, "
              f"{sum(s.anomalies for s in stats):,} anomalies, {sum(s.forecasts for s in stats):,} forecast records",
              f"  dead letters: {sum(dl.values()):,}" + (f" ({', '.join(f'{k}={v}' for k, v in sorted(dl.items()))})"
                                                        if dl else ""),

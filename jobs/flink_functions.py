@@ -11,7 +11,7 @@ from pyflink.datastream import KeyedProcessFunction, MapFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from augur.config import Config
-from jobs import steps
+from jobs import host_state, steps
 from jobs.forecasting import Forecaster
 from schemas import codec, topics
 
@@ -138,6 +138,52 @@ class ScoreFeatures(KeyedProcessFunction):
             return  # the end of a bounded input is not a silence
         record = steps.no_data_record(last, timestamp)
         yield Row(record["series_id"], codec.encode(topics.ANOMALIES.name, record, check=False).decode())
+
+
+class ScoreHosts(KeyedProcessFunction):
+    """Per-host forest scoring (:mod:`jobs.host_state`), keyed by host: the host's feature records of a window are
+    gathered, and an event-time timer at the window's last millisecond scores the window once every window
+    operator has passed it (the watermark is the minimum over them), so the row is whole whatever the parallelism.
+
+    Two states: the residual kernel's array, written only when a window is scored, and the open windows' parts
+    (JSON), written per record."""
+
+    def __init__(self, cfg: dict):
+        self.cfg_values = cfg
+
+    def open(self, runtime_context: RuntimeContext):
+        self.scorer = host_state.HostScorer.from_config(Config(self.cfg_values))
+        self.kernel = runtime_context.get_state(
+            ValueStateDescriptor("host_kernel", Types.PRIMITIVE_ARRAY(Types.DOUBLE())))
+        self.pending = runtime_context.get_state(ValueStateDescriptor("host_windows", Types.STRING()))
+
+    def process_element(self, feature: dict, ctx: KeyedProcessFunction.Context):
+        stored = self.pending.value()
+        pending = orjson.loads(stored) if stored else {}
+        end = feature["window_end"]
+        entry = pending.get(str(end))
+        if entry is None:
+            entry = pending[str(end)] = {"start": feature["window_start"], "parts": {}}
+            ctx.timer_service().register_event_time_timer(end - 1)
+        host_state.add_contribution(entry["parts"], feature)
+        self.pending.update(orjson.dumps(pending).decode())
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        stored = self.pending.value()
+        pending = orjson.loads(stored) if stored else {}
+        entry = pending.pop(str(timestamp + 1), None)
+        if entry is None:
+            return
+        kept = self.kernel.value()
+        kernel = self.scorer.init_state() if kept is None else np.asarray(kept, dtype=np.float64)
+        record = self.scorer.score(kernel, ctx.get_current_key(), entry["start"], timestamp + 1, entry["parts"])
+        self.kernel.update(kernel.tolist())
+        if pending:
+            self.pending.update(orjson.dumps(pending).decode())
+        else:
+            self.pending.clear()   # PyFlink cannot write a null string
+        if record is not None:
+            yield Row(record["series_id"], codec.encode(topics.ANOMALIES.name, record, check=False).decode())
 
 
 class ForecastResources(KeyedProcessFunction):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable, NamedTuple
 
-from jobs import steps
+from jobs import host_state, steps
 from jobs.forecasting import Forecaster
 from jobs.series_runner import SeriesRunner
 from schemas import series
@@ -19,19 +19,25 @@ class Outputs(NamedTuple):
 
 
 def run(samples: Iterable[dict], window_ms: int, scorer: steps.EnsembleFeatureScorer,
-        forecaster: Forecaster | None = None) -> Outputs:
-    """Tumbling windows aligned to the epoch, every sample on time."""
+        forecaster: Forecaster | None = None, hosts: host_state.HostScorer | None = None) -> Outputs:
+    """Tumbling windows aligned to the epoch, every sample on time. Hosts are scored with ``hosts`` (default: the
+    default parameters and ``scorer``'s model registry); their anomalies follow each window's series' ones."""
     windows: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for s in samples:
         sid = series.series_id(s["host"], s["metric"], s["attrs"])
         windows[(sid, s["ts"] - s["ts"] % window_ms)].append(s)
     out = Outputs([], [], [])
     runner = SeriesRunner(window_ms, scorer, forecaster)
-    for (sid, start) in sorted(windows, key=lambda k: (k[1], k[0])):
+    host_runner = host_state.HostRunner(hosts or host_state.HostScorer(host_state.HostParams(), scorer.registry))
+    keys = sorted(windows, key=lambda k: (k[1], k[0]))
+    for i, (sid, start) in enumerate(keys):
         feature, anomaly, forecast = runner.close_window(sid, start, windows[(sid, start)])
         out.features.append(feature)
+        host_runner.add(feature)
         if anomaly is not None:
             out.anomalies.append(anomaly)
         if forecast is not None:
             out.forecasts.append(forecast)
+        if i + 1 == len(keys) or keys[i + 1][1] != start:   # the last series of this window: its hosts are whole
+            out.anomalies.extend(host_runner.close_until(start + window_ms))
     return out

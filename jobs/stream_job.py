@@ -8,8 +8,10 @@
                                                                                                  augur.forecasts.v1
 
 Everything up to the windows runs on the JVM (:mod:`jobs.telemetry_windows`); Python starts at one row per series
-per window. With checkpointing on (the default), the Kafka sinks are exactly-once: a consumer reading them with
-``isolation.level=read_committed`` sees each record once, after the checkpoint that covers it completes.
+per window. Scoring is per series (the ensemble) and per host (the Isolation Forest over the host's signals,
+:mod:`jobs.host_state`); both write to the anomalies topic. With checkpointing on (the default), the Kafka sinks are
+exactly-once: a consumer reading them with ``isolation.level=read_committed`` sees each record once, after the
+checkpoint that covers it completes.
 
 Runs on the embedded Flink mini-cluster by default (``augur stream``).
 """
@@ -30,7 +32,7 @@ def build(env, cfg: Config, bounded: bool = False):
     from pyflink.table import StreamTableEnvironment
 
     from jobs import flink_functions as fn
-    from jobs import kafka_tables
+    from jobs import host_state, kafka_tables
     from jobs import telemetry_windows
 
     t_env = StreamTableEnvironment.create(env)
@@ -47,6 +49,10 @@ def build(env, cfg: Config, bounded: bool = False):
     anomalies = (features.key_by(lambda f: f["series_id"], key_type=Types.STRING())
                  .process(fn.ScoreFeatures(values), output_type=fn.KEYED_JSON)
                  .uid("score-robust-z").name("score-ensemble"))
+    host_anomalies = (features.filter(host_state.relevant)
+                      .key_by(lambda f: f["host"], key_type=Types.STRING())
+                      .process(fn.ScoreHosts(values), output_type=fn.KEYED_JSON)
+                      .uid("score-hosts").name("score-hosts"))
     forecasts = (features.filter(fn.Forecaster.applies_to)
                  .key_by(lambda f: f["series_id"], key_type=Types.STRING())
                  .process(fn.ForecastResources(values), output_type=fn.KEYED_JSON)
@@ -55,7 +61,7 @@ def build(env, cfg: Config, bounded: bool = False):
 
     statements = t_env.create_statement_set()
     for table, topic, stream in (("features_sink", topics.FEATURES, feature_rows),
-                                 ("anomalies_sink", topics.ANOMALIES, anomalies),
+                                 ("anomalies_sink", topics.ANOMALIES, anomalies.union(host_anomalies)),
                                  ("forecasts_sink", topics.FORECASTS, forecasts),
                                  ("deadletter_sink", topics.DEADLETTER, dead)):
         t_env.execute_sql(kafka_tables.sink_ddl(table, topic.name, cfg))

@@ -49,8 +49,15 @@ def train(x: np.ndarray, n_estimators: int = 100, seed: int = 0):
     return IsolationForest(n_estimators=n_estimators, random_state=seed).fit(x)
 
 
-def to_artifact(forest, feature_names: list[str], version: str) -> Artifact:
-    return Artifact(KIND, version, export(forest), {"features": feature_names})
+def to_artifact(forest, feature_names: list[str], version: str, meta: dict | None = None) -> Artifact:
+    return Artifact(KIND, version, export(forest), {"features": list(feature_names), **(meta or {})})
+
+
+def host_artifact(rows: np.ndarray, feature_names: list[str], version: str, seed: int = 0) -> Artifact:
+    """A host's forest fitted on its residual rows, with its alarm line: the lowest score of any training row."""
+    forest = train(rows, seed=seed)
+    threshold = float(score(export(forest), rows).min())
+    return to_artifact(forest, feature_names, version, {"threshold": threshold, "rows": int(rows.shape[0])})
 
 
 def score(arrays: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:

@@ -3,7 +3,9 @@
 Reads telemetry history (the Parquet archive, or JSONL/Parquet files from ``augur synth`` / ``augur record``), builds
 the same window features as the stream, and for every series with at least ``--min-windows`` usable windows fits
 Prophet (trend + seasonality) and the LSTM on exactly what the stream's scorer sees: the type's variance-stabilised
-primary value at each window end. The models land in ``models.dir`` (or ``--models-dir``); a running job picks them
+primary value at each window end. Each host with at least ``--min-windows`` windows also gets an Isolation Forest
+over its signals' deviations (:mod:`jobs.host_state`), fitted on exactly the rows the stream computes. The models
+land in ``models.dir`` (or ``--models-dir``); a running job picks them
 up within ``models.recheck-s``. History is held in memory, so train on days, not months, per run.
 """
 
@@ -57,6 +59,22 @@ def series_histories(features: list[dict]) -> dict[str, tuple[np.ndarray, np.nda
     return {sid: tuple(np.array(c) for c in zip(*sorted(rows))) for sid, rows in by.items()}
 
 
+def train_forests(features: list[dict], cfg: Config, registry: ModelRegistry, min_windows: int,
+                  match: str | None = None) -> int:
+    """Fit and save the forest of every host with ``min_windows`` warm windows (and matching ``match``)."""
+    from jobs import host_state
+    from models import iforest_export
+    done = 0
+    last_end = max((f["window_end"] for f in features), default=0)
+    for host, rows in host_state.training_rows(features, host_state.HostParams.from_config(cfg)).items():
+        if (match and not re.search(match, host)) or rows.shape[0] < min_windows:
+            continue
+        registry.save_forest(host, iforest_export.host_artifact(
+            rows, list(host_state.SIGNALS), f"{iforest_export.KIND}/{last_end // 1000}"))
+        done += 1
+    return done
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="augur train", description=__doc__.split("\n\n")[0])
     ap.add_argument("inputs", nargs="+", help="archive folder(s) or telemetry files (.jsonl[.gz], .parquet)")
@@ -64,6 +82,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--match", help="regex: only the series whose 'host metric{attrs}' matches")
     ap.add_argument("--min-windows", type=int, default=288, help="usable windows a series needs to be trained")
     ap.add_argument("--no-lstm", action="store_true", help="fit the seasonal model only (no torch needed)")
+    ap.add_argument("--no-forest", action="store_true", help="fit no host forests")
     ap.add_argument("--config")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE")
     args = ap.parse_args(argv)
@@ -93,7 +112,8 @@ def main(argv: list[str]) -> int:
             registry.save(sid, Artifact(lstm_train.KIND, f"{lstm_train.KIND}/{version}", {"weights": weights},
                                         {"series_id": sid, "points": len(y)}))
         trained += 1
+    forests = 0 if args.no_forest else train_forests(features, cfg, registry, args.min_windows, args.match)
     print(f"augur train: {len(features)} windows of {len(histories)} series ({rejected} input messages rejected); "
-          f"trained {trained}, skipped {skipped} with fewer than {args.min_windows} windows, in "
-          f"{time.perf_counter() - start:.1f} s; models in {root}")
+          f"trained {trained}, skipped {skipped} with fewer than {args.min_windows} windows; {forests} host "
+          f"forest(s); in {time.perf_counter() - start:.1f} s; models in {root}")
     return 0

@@ -39,3 +39,14 @@ def subprocess_env(**overrides: str) -> dict:
     env = dict(os.environ)
     env.update(overrides)
     return env
+
+
+@pytest.fixture(scope="session")
+def host_models(tmp_path_factory) -> str:
+    """A model registry holding a forest per host of the shared cpu-hog + disk-fill scenario (the backfill and
+    stream tests pass it as models.dir, so their host stages judge, and are compared with the reference)."""
+    from tests.scenarios import cpu_hog_and_disk_fill_scenario, train_host_forests
+    root = tmp_path_factory.mktemp("models")
+    scenario = cpu_hog_and_disk_fill_scenario(hours=5)
+    assert train_host_forests(root, scenario) == sorted(scenario.gen.host_names)
+    return str(root)

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 from augur.config import Config
-from jobs import archive, backfill, reference, steps
+from jobs import archive, backfill, host_state, reference, steps
 from jobs.forecasting import Forecaster
 from schemas import series
 from tests.scenarios import FAST_FORECAST, cpu_hog_and_disk_fill_scenario
 
-SETS = [a for k, v in FAST_FORECAST.items() for a in ("--set", f"{k}={v}")]
 WINDOW_MS = 60_000
 
 
@@ -26,8 +25,15 @@ def scenario():
 
 
 @pytest.fixture(scope="module")
-def expected(scenario):
-    return reference.run(scenario.samples(), WINDOW_MS, steps.EnsembleFeatureScorer.from_config(Config()),
+def sets(host_models) -> list[str]:
+    """The backfill's options: fast forecasts, and the hosts' forests (so the host stage judges)."""
+    return [a for k, v in {**FAST_FORECAST, "models.dir": host_models}.items() for a in ("--set", f"{k}={v}")]
+
+
+@pytest.fixture(scope="module")
+def expected(scenario, host_models):
+    return reference.run(scenario.samples(), WINDOW_MS,
+                         steps.EnsembleFeatureScorer.from_config(Config({"models.dir": host_models})),
                          Forecaster.from_config(Config(FAST_FORECAST)))
 
 
@@ -56,34 +62,37 @@ def assert_same_as_reference(out: Path, expected) -> None:
         assert without_producer(got) == without_producer(recs), kind
 
 
-def test_backfill_of_files_gives_the_reference_results(jsonl, expected, tmp_path, capsys):
-    assert backfill.main([str(jsonl), "-o", str(tmp_path / "out"), *SETS]) == 0
+def test_backfill_of_files_gives_the_reference_results(sets, jsonl, expected, tmp_path, capsys):
+    assert backfill.main([str(jsonl), "-o", str(tmp_path / "out"), *sets]) == 0
     assert_same_as_reference(tmp_path / "out", expected)
     assert expected.forecasts and expected.anomalies
+    # the host stage judged too: the hosts' forests found the disk filling on host-1 and the CPU hog on host-2
+    host_records = [a for a in expected.anomalies if a["metric"] == host_state.HOST_METRIC]
+    assert {"host-1", "host-2"} <= {a["host"] for a in host_records}
     err = capsys.readouterr().err
     assert "64,800 points" in err and "dead letters: 0" in err and "points/s" in err
 
 
-def test_backfill_of_the_archive_and_rerun_leaves_one_set(scenario, expected, tmp_path):
+def test_backfill_of_the_archive_and_rerun_leaves_one_set(sets, scenario, expected, tmp_path):
     arch = tmp_path / "archive"
     archive.write_archive(arch, "telemetry", ((s["ts"], s["host"], series.series_id(s["host"], s["metric"],
                                                                                       s["attrs"]), json.dumps(s))
                                                for s in scenario.samples()))
     out = tmp_path / "out"
-    assert backfill.main([str(arch), "-o", str(out), *SETS]) == 0
+    assert backfill.main([str(arch), "-o", str(out), *sets]) == 0
     assert_same_as_reference(out, expected)
     files_before = sorted(p.name for p in out.rglob("*.parquet"))
-    assert backfill.main([str(arch), "-o", str(out), *SETS]) == 0  # the same range again
+    assert backfill.main([str(arch), "-o", str(out), *sets]) == 0  # the same range again
     assert_same_as_reference(out, expected)  # one set of results, not two
     assert len(sorted(out.rglob("*.parquet"))) == len(files_before)
     assert not (out / "_staging").exists()
 
 
-def test_rerun_of_a_sub_range_keeps_the_rows_outside_it(jsonl, expected, scenario, tmp_path):
+def test_rerun_of_a_sub_range_keeps_the_rows_outside_it(sets, jsonl, expected, scenario, tmp_path):
     out = tmp_path / "out"
-    assert backfill.main([str(jsonl), "-o", str(out), *SETS]) == 0
+    assert backfill.main([str(jsonl), "-o", str(out), *sets]) == 0
     mid = scenario.start + 2 * 3_600_000
-    assert backfill.main([str(jsonl), "-o", str(out), "--from", str(mid), *SETS]) == 0
+    assert backfill.main([str(jsonl), "-o", str(out), "--from", str(mid), *sets]) == 0
     feats = read_output(out, "features")
     keys = [(f["series_id"], f["window_start"]) for f in feats]
     assert len(keys) == len(set(keys)) == len(expected.features)  # nothing lost, nothing doubled
@@ -124,7 +133,7 @@ def test_late_and_bad_records_are_dead_lettered_with_reasons(scenario, tmp_path)
 
 
 @pytest.mark.kafka
-def test_backfill_of_a_kafka_range(bootstrap, scenario, expected, tmp_path):
+def test_backfill_of_a_kafka_range(sets, bootstrap, scenario, expected, tmp_path):
     from kafka import KafkaProducer
     from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -141,6 +150,6 @@ def test_backfill_of_a_kafka_range(bootstrap, scenario, expected, tmp_path):
     producer.close()
     out = tmp_path / "out"
     args = ["--kafka-topic", topic, "--from", str(start), "--to", str(now_ms() + 1000), "-o", str(out),
-            "--set", f"kafka.bootstrap-servers={bootstrap}", *SETS]
+            "--set", f"kafka.bootstrap-servers={bootstrap}", *sets]
     assert backfill.main(args) == 0
     assert_same_as_reference(out, expected)

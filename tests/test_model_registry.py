@@ -96,3 +96,10 @@ def test_augur_train_fills_the_registry_from_history(tmp_path, capsys):
     assert main(["train", str(history), "--models-dir", str(models), "--match", "cpu.utilization",
                  "--min-windows", "1000", "--no-lstm"]) == 0
     assert "trained 0, skipped 1 with fewer than 1000 windows" in capsys.readouterr().out
+    # the host's forest, over the host's signals (its name is what --match sees for it)
+    assert main(["train", str(history), "--models-dir", str(models), "--match", "^host-1$",
+                 "--min-windows", "300"]) == 0
+    assert "trained 0, skipped 0 with fewer than 300 windows; 1 host forest(s)" in capsys.readouterr().out
+    from jobs import host_state
+    forest = ModelRegistry(models).forest_for("host-1", len(host_state.SIGNALS))
+    assert forest is not None and forest.version.startswith("iforest/") and -1 < forest.threshold < 0

@@ -20,7 +20,7 @@ from augur.config import Config
 from augur.consume import read_all
 from augur.timeparse import now_ms
 from collectors.output import KafkaOutput
-from jobs import reference, steps
+from jobs import host_state, reference, steps
 from jobs.forecasting import Forecaster
 from schemas import series, topics
 from tests.scenarios import FAST_FORECAST, H, cpu_hog_and_disk_fill_scenario, in_fault_window
@@ -55,7 +55,7 @@ class Job:
 
 
 @pytest.fixture(scope="module")
-def job(bootstrap, tmp_path_factory):
+def job(bootstrap, host_models, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stream")
     log = tmp / "job.log"
     started_ms = now_ms()
@@ -63,7 +63,7 @@ def job(bootstrap, tmp_path_factory):
             "stream.start-from": str(started_ms), "stream.checkpoint-dir": str(tmp / "checkpoints"),
             "stream.checkpoint-interval-ms": "5000", "stream.window-size-ms": str(WINDOW_MS),
             "stream.out-of-orderness-ms": str(OUT_OF_ORDERNESS_MS), "stream.no-data-after-ms": str(NO_DATA_AFTER_MS),
-            **{k: str(v) for k, v in FAST_FORECAST.items()}}
+            "models.dir": host_models, **{k: str(v) for k, v in FAST_FORECAST.items()}}
     cmd = [sys.executable, "-m", "jobs.stream_job"] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
@@ -116,10 +116,18 @@ def test_anomaly_for_the_faulty_host_inside_the_fault_window_and_none_elsewhere(
     assert [a for a in anomalies if a["host"] in scenario.untouched_hosts] == []
 
 
-def test_flink_output_equals_the_reference_pipeline(streamed, scenario):
+def test_the_hosts_forests_judge_the_faulty_hosts_inside_their_faults(streamed, scenario):
+    _, anomalies, _ = streamed
+    by_host = [a for a in anomalies if a["metric"] == host_state.HOST_METRIC]
+    for fault in (scenario.fault, *scenario.other_faults):
+        assert any(a["host"] == fault.host and in_fault_window(a, fault) for a in by_host), (fault, by_host[:5])
+    assert all(a["detectors"][0]["name"] == "iforest" for a in by_host)
+
+
+def test_flink_output_equals_the_reference_pipeline(streamed, scenario, host_models):
     features, anomalies, forecasts = streamed
     ref_features, ref_anomalies, ref_forecasts = reference.run(
-        scenario.samples(), WINDOW_MS, steps.EnsembleFeatureScorer.from_config(Config()),
+        scenario.samples(), WINDOW_MS, steps.EnsembleFeatureScorer.from_config(Config({"models.dir": host_models})),
         Forecaster.from_config(Config(FAST_FORECAST)))
     closed = {(f["series_id"], f["window_start"]) for f in features}
     assert len(closed) == len(features), "a feature window was emitted twice"
@@ -128,8 +136,11 @@ def test_flink_output_equals_the_reference_pipeline(streamed, scenario):
     assert len(expected) == len(features) >= 36 * 298
     for f in features:
         assert f == expected[(f["series_id"], f["window_start"])]
+    closed_starts = {start for _, start in closed}
     expected_anomalies = sorted((a["series_id"], a["window_start"], a["score"]) for a in ref_anomalies
-                                if (a["series_id"], a["window_start"]) in closed)
+                                if (a["series_id"], a["window_start"]) in closed
+                                or (a["metric"] == host_state.HOST_METRIC and a["window_start"] in closed_starts))
+    assert any(a["metric"] == host_state.HOST_METRIC for a in ref_anomalies)
     assert sorted((a["series_id"], a["window_start"], a["score"]) for a in anomalies) == expected_anomalies
     last_closed = max(f["window_end"] for f in features)
     by_key = lambda r: (r["series_id"], r["ts"], r["state"])  # noqa: E731
@@ -206,7 +217,7 @@ def test_the_archive_holds_the_streams_outputs(archived, streamed, scenario):
                     and r.get("verdict") != "no_data"], kind
 
 
-def test_backfill_of_the_archive_gives_the_flink_jobs_answers(archived, streamed, scenario, tmp_path):
+def test_backfill_of_the_archive_gives_the_flink_jobs_answers(archived, streamed, scenario, host_models, tmp_path):
     """The Beam backfill over the telemetry the archive job wrote: the same features, anomalies and forecasts as
     the stream.
 
@@ -215,7 +226,7 @@ def test_backfill_of_the_archive_gives_the_flink_jobs_answers(archived, streamed
     from tests.test_backfill import read_output, without_producer
     features, anomalies, forecasts = streamed
     root, _ = archived
-    sets = [a for k, v in FAST_FORECAST.items() for a in ("--set", f"{k}={v}")]
+    sets = [a for k, v in {**FAST_FORECAST, "models.dir": host_models}.items() for a in ("--set", f"{k}={v}")]
     done = subprocess.run([sys.executable, "-m", "jobs.backfill", str(root), "-o", str(tmp_path / "out"), *sets],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,0 +1,137 @@
+"""The per-host Isolation Forest stage (jobs/host_state.py): its residual kernel, its rows, its registry models and
+its verdicts. The engines' agreement on it is checked with the rest of their output (test_backfill, test_stream_e2e)."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+
+from jobs import host_state
+from models import iforest_export
+from models.artifacts import Artifact, ArtifactError
+from models.registry import ModelRegistry, host_forest
+from schemas import codec, series, topics
+from udfs import host_residuals, robust_zscore
+
+W = 60_000
+N_SIGNALS = len(host_state.SIGNALS)
+METRICS = {"cpu": ("system.cpu.utilization", "gauge"), "io_p99": ("ebpf.block.io.latency", "histogram"),
+           "http_p99": ("http.server.request.duration", "histogram"), "memory": ("system.memory.usage", "gauge")}
+
+
+def feature(host: str, metric: str, mtype: str, value, end: int, attrs: dict | None = None) -> dict:
+    attrs = attrs or {}
+    return {"host": host, "metric": metric, "type": mtype, "attrs": attrs, "value": value,
+            "series_id": series.series_id(host, metric, attrs), "window_start": end - W, "window_end": end}
+
+
+def test_residuals_are_each_signals_robust_z_against_its_own_trailing_window():
+    rng = np.random.default_rng(4)
+    window, min_history = 20, 5
+    rows = rng.normal(10.0, 2.0, size=(120, N_SIGNALS))
+    rows[::7, 3] = np.nan                                   # a signal the host did not report in some windows
+    rows[:, 5] = np.nan                                     # one it never reports
+    rel, abs_ = np.full(N_SIGNALS, 1e-3), np.full(N_SIGNALS, 1e-9)
+    state = host_residuals.init_state(N_SIGNALS, window)
+    z = np.empty(N_SIGNALS)
+    for i, row in enumerate(rows):
+        ready = host_residuals.step(state, row, min_history, 6.0, rel, abs_, z)
+        for k in range(N_SIGNALS):
+            past = rows[:i, k][~np.isnan(rows[:i, k])][-window:]
+            if np.isnan(row[k]) or past.size < min_history:
+                assert z[k] == 0.0
+            else:
+                assert z[k] == pytest.approx(robust_zscore.reference_z(past, row[k], 1e-3, 1e-9), rel=1e-12)
+        warming = any(not np.isnan(row[k]) and (~np.isnan(rows[:i, k])).sum() < min_history
+                      for k in range(N_SIGNALS))
+        assert ready == (not warming)
+
+
+def test_a_hosts_row_does_not_depend_on_the_order_its_series_arrive():
+    end = 10 * W
+    feats = [feature("h", "system.cpu.utilization", "gauge", 0.1 * (i + 1) + 1e-9 * i, end, {"cpu": str(i)})
+             for i in range(16)]
+    feats += [feature("h", "http.server.requests", "counter", 30.0, end, {"status_class": "2xx"}),
+              feature("h", "http.server.requests", "counter", 6.0, end, {"status_class": "4xx"}),
+              feature("h", "http.server.requests", "counter", 4.0, end, {"status_class": "5xx"}),
+              feature("h", "ebpf.block.io.latency", "histogram", None, end)]          # no value: adds nothing
+    rows = []
+    for seed in range(5):
+        parts: host_state.Parts = {}
+        for f in random.Random(seed).sample(feats, len(feats)):
+            host_state.add_contribution(parts, f)
+        rows.append(host_state.host_row(parts))
+    assert all(r.tobytes() == rows[0].tobytes() for r in rows)
+    row = dict(zip(host_state.SIGNALS, rows[0]))
+    assert row["http_errors"] == 4.0 / 40.0
+    assert row["cpu"] == pytest.approx(np.mean([0.1 * (i + 1) for i in range(16)]))
+    assert np.isnan(row["io_p99"]) and np.isnan(row["retrans"])
+
+
+def windows_of(n: int, rng, shift_at: int | None = None) -> list[dict]:
+    feats = []
+    for i in range(n):
+        end = (i + 1) * W
+        for name, (metric, mtype) in METRICS.items():
+            v = {"cpu": 0.4, "io_p99": 2000.0, "http_p99": 50.0, "memory": 4e9}[name]
+            v *= 1 + 0.05 * rng.normal()
+            if shift_at is not None and shift_at <= i < shift_at + 3 and name in ("io_p99", "http_p99"):
+                v *= 6.0                                      # I/O and HTTP latency up together
+            feats.append(feature("web-1", metric, mtype, v, end))
+    return feats
+
+
+def test_the_forest_judges_a_hosts_windows_and_explains_its_verdict(tmp_path):
+    rng = np.random.default_rng(2)
+    registry = ModelRegistry(tmp_path)
+    params = host_state.HostParams()
+    rows = host_state.training_rows(windows_of(400, rng), params)["web-1"]
+    assert rows.shape == (400 - params.min_history, N_SIGNALS)
+    registry.save_forest("web-1", iforest_export.host_artifact(rows, list(host_state.SIGNALS), "iforest/test"))
+    scorer = host_state.HostScorer(params, registry)
+    runner = host_state.HostRunner(scorer)
+    for f in windows_of(300, rng, shift_at=250):
+        runner.add(f)
+    got = runner.close_until(300 * W)
+    assert runner.pending == {"web-1": {}}
+    # the forest only knows the training range (a point far beyond it lands in the leaves of the most extreme
+    # training points), so the jump must be found in its three windows, not necessarily in the first
+    at_shift = [a for a in got if 251 * W <= a["window_end"] <= 253 * W]
+    assert at_shift and len(got) <= 10, [a["window_end"] // W for a in got]
+    a = at_shift[0]
+    codec.encode(topics.ANOMALIES.name, a)                      # a valid augur.anomalies.v1 record
+    assert a["metric"] == host_state.HOST_METRIC and a["series_id"] == series.series_id("web-1", a["metric"], {})
+    assert a["detectors"][0]["name"] == "iforest" and a["detectors"][0]["model_version"] == "iforest/test"
+    forest = registry.forest_for("web-1", N_SIGNALS)
+    assert a["detectors"][0]["raw"] < forest.threshold and a["score"] == -a["detectors"][0]["raw"]
+    assert "io_p99 +" in a["explanation"] and "http_p99 +" in a["explanation"]
+    # a host without a forest is followed but never judged
+    other = host_state.HostRunner(host_state.HostScorer(params, ModelRegistry(tmp_path / "empty")))
+    for f in windows_of(300, rng, shift_at=250):
+        other.add(f)
+    assert other.close_until(300 * W) == [] and other.states["web-1"][0] == 300
+
+
+def test_the_registry_refuses_a_forest_that_does_not_fit_and_keeps_the_previous_one(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    good = iforest_export.host_artifact(rng.normal(size=(200, N_SIGNALS)), list(host_state.SIGNALS), "v1")
+    assert host_forest(good, N_SIGNALS).threshold == good.meta["threshold"]
+    with pytest.raises(ArtifactError, match="signals"):
+        host_forest(good, N_SIGNALS - 1)
+    looping = Artifact(good.kind, "v2", {**good.arrays, "left": good.arrays["left"].copy()}, good.meta)
+    inner = np.flatnonzero(looping.arrays["feature"] >= 0)[5]
+    looping.arrays["left"][inner] = inner                     # a node that is its own child would never end
+    with pytest.raises(ArtifactError, match="outside the forest"):
+        host_forest(looping, N_SIGNALS)
+    registry = ModelRegistry(tmp_path, recheck_s=0.0)
+    registry.save_forest("h", good)
+    assert registry.forest_for("h", N_SIGNALS).version == "v1"
+    registry.save_forest("h", looping)
+    os.utime(registry.forest_path("h"), ns=(1, 1))            # another version on disk
+    assert registry.forest_for("h", N_SIGNALS).version == "v1"
+    assert "ignoring the iforest model of host h" in capsys.readouterr().err
+    with pytest.raises(ArtifactError, match="iforest"):
+        registry.save_forest("h", Artifact("lstm", "x", {}))
