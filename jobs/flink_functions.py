@@ -103,7 +103,7 @@ class ScoreFeatures(KeyedProcessFunction):
 
     def process_element(self, feature: dict, ctx: KeyedProcessFunction.Context):
         stored = self.state.value()
-        kernel = self.scorer.init_state() if stored is None else np.asarray(stored[0], dtype=np.float64)
+        kernel = self.scorer.restored(None if stored is None else stored[0])
         anomaly = self.scorer.score(kernel, feature)
         last = None
         if self.no_data_after:
@@ -174,8 +174,7 @@ class ScoreHosts(KeyedProcessFunction):
         entry = pending.pop(str(timestamp + 1), None)
         if entry is None:
             return
-        kept = self.kernel.value()
-        kernel = self.scorer.init_state() if kept is None else np.asarray(kept, dtype=np.float64)
+        kernel = self.scorer.restored(self.kernel.value())
         record = self.scorer.score(kernel, ctx.get_current_key(), entry["start"], timestamp + 1, entry["parts"])
         self.kernel.update(kernel.tolist())
         if pending:

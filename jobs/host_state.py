@@ -110,6 +110,15 @@ class HostScorer:
     def init_state(self) -> np.ndarray:
         return host_residuals.init_state(len(SIGNALS), self.params.window)
 
+    def restored(self, stored) -> np.ndarray:
+        """A host's state from keyed state, or a fresh one when there is none or its layout differs (another
+        ``host.window`` at a restore): the kernel trusts its layout."""
+        if stored is not None:
+            state = np.asarray(stored, dtype=np.float64)
+            if state.shape[0] == host_residuals.state_size(len(SIGNALS), self.params.window):
+                return state
+        return self.init_state()
+
     def residuals(self, state: np.ndarray, parts: Parts) -> tuple[np.ndarray, bool]:
         """The window's row as deviations (and whether every reported signal was warm), learned into ``state``."""
         z = np.empty(len(SIGNALS))

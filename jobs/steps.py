@@ -145,6 +145,7 @@ class EnsembleFeatureScorer:
         self.registry = registry
         self.by_type = {t: replace(params, rel_floor=rel, abs_floor=abs_) for t, (rel, abs_) in SCALE_FLOORS.items()}
         self.arrays = {t: p.to_array() for t, p in self.by_type.items()}
+        self.state_size = int(self.init_state().shape[0])
 
     @classmethod
     def from_config(cls, cfg: Config) -> "EnsembleFeatureScorer":
@@ -153,6 +154,16 @@ class EnsembleFeatureScorer:
 
     def init_state(self) -> np.ndarray:
         return EnsembleScorer(self.params).state
+
+    def restored(self, stored) -> np.ndarray:
+        """A series' kernel state from keyed state: ``stored`` as an array, or a fresh state when there is none or
+        it has another layout (a savepoint from a version with other detectors or sizes: the kernel trusts its
+        layout, so such a series warms up again rather than be read out of place)."""
+        if stored is not None:
+            state = np.asarray(stored, dtype=np.float64)
+            if state.shape[0] == self.state_size:
+                return state
+        return self.init_state()
 
     def score(self, state: np.ndarray, feature: dict) -> dict | None:
         """Score one window causally (then learn it); return the anomaly record if the verdict is 'anomaly'."""

@@ -75,7 +75,7 @@ class EnsembleScorer:
         m = self.models
         return ["robust_z/1", "ewma/1", "cusum/1",
                 m.version if m.season.shape[0] else "seasonal/none",
-                m.version if m.lstm.shape[0] else "lstm/none"]
+                m.version if m.lstm.shape[0] else "lstm/none", "context/1"]
 
 
 def detectors_list(row_raw: np.ndarray, row_probs: np.ndarray, params: EnsembleParams,

@@ -122,3 +122,38 @@ def test_artifacts_round_trip_and_refuse_foreign_files(tmp_path):
         Artifact.load(pickled, "lstm")
     with pytest.raises(ArtifactError, match="does not exist"):
         Artifact.load(tmp_path / "missing.npz", "lstm")
+
+
+def reference_surprise(xs: np.ndarray, bins: int, length: int, decay: float, min_history: int) -> np.ndarray:
+    """Context novelty the slow, obvious way: levels from the range seen so far, every count decayed every point."""
+    counts, total, lo, hi, levels, out = np.zeros(bins ** length), 0.0, np.inf, -np.inf, [], []
+    for i, x in enumerate(xs):
+        levels.append(0 if not hi > lo else min(max(int((x - lo) / (hi - lo) * bins), 0), bins - 1))
+        lo, hi = min(lo, x), max(hi, x)
+        if i + 1 < length:
+            out.append(np.nan)
+            continue
+        ctx = 0
+        for b in levels[-length:]:
+            ctx = ctx * bins + b
+        out.append(-math.log((counts[ctx] + 0.1) / (total + 0.1 * bins ** length)) if i + 1 > min_history
+                   else np.nan)
+        counts *= decay
+        total = total * decay + 1.0
+        counts[ctx] += 1.0
+    return np.array(out)
+
+
+def test_context_novelty_is_the_surprise_of_the_recent_levels_and_flags_a_pattern_never_seen():
+    from udfs import context_novelty
+    day = np.r_[np.full(12, 10.0), np.full(12, 50.0)]          # a daily square wave, 24 points a day
+    xs = np.tile(day, 30) + np.random.default_rng(3).normal(0, 0.5, 720)
+    xs[600:624] = 30.0 + np.random.default_rng(4).normal(0, 0.5, 24)   # day 25: stuck half-way, within range
+    state = context_novelty.init_state(6, 3)
+    got = np.array([context_novelty.step(state, x, 6, 3, 0.99, 24) for x in xs])
+    np.testing.assert_allclose(got, reference_surprise(xs, 6, 3, 0.99, 24), rtol=1e-9, equal_nan=True)
+    assert np.all(np.isnan(got[:24])) and np.all(np.isfinite(got[24:]))
+    # the usual pattern, its jumps included, is soon unsurprising; a level held where the series only ever passed
+    # through is a pattern never seen, though no value is out of range
+    assert got[600:606].max() > 1.5 * np.nanmax(got[400:600]) and got[610] < got[601]
+    assert np.isnan(context_novelty.step(state, np.nan, 6, 3, 0.99, 24))

@@ -81,14 +81,14 @@ def test_models_can_arrive_without_changing_the_state_layout():
 
 
 def test_combiners_and_explanation():
-    probs = np.array([0.999, 0.9999, np.nan, 0.2, 0.5])
+    probs = np.array([0.999, 0.9999, np.nan, 0.2, 0.5, np.nan])
     for name, expected in (("mean", (0.999 + 0.9999 + 0.2 + 0.5) / 4), ("max", 0.9999), ("vote", 0.5),
                            ("top2", (0.9999 + 0.999) / 2)):
         p = EnsembleParams(combiner=name)
         score, ready = ens.combine(p.to_array(), probs)
         assert ready == 4 and score == pytest.approx(expected)
     p = EnsembleParams()
-    listed = detectors_list(np.array([9.0, 8.0, np.nan, 1.0, 2.0]), probs, p, ["a", "b", "c", "d", "e"])
+    listed = detectors_list(np.array([9.0, 8.0, np.nan, 1.0, 2.0, np.nan]), probs, p, ["a", "b", "c", "d", "e", "f"])
     assert [d["name"] for d in listed] == ["robust_z", "ewma", "seasonal", "lstm"]
     assert [d["vote"] for d in listed] == [True, True, False, False]
     text = explain("cpu busy", 97.0, 40.0, probs, p)
@@ -97,7 +97,7 @@ def test_combiners_and_explanation():
 
 def test_only_one_detector_for_ablation():
     p = EnsembleParams().only("cusum")
-    assert p.weights == (0.0, 0.0, 1.0, 0.0, 0.0) and p.min_detectors == 1
+    assert p.weights == (0.0, 0.0, 1.0, 0.0, 0.0, 0.0) and p.min_detectors == 1
     with pytest.raises(ValueError):
         EnsembleParams(combiner="median")
 

@@ -1,4 +1,4 @@
-"""The univariate ensemble: five detectors, each calibrated to [0, 1], combined into one score and a verdict.
+"""The univariate ensemble: six detectors, each calibrated to [0, 1], combined into one score and a verdict.
 
 Detectors (their raw score, higher = more anomalous):
 
@@ -6,17 +6,21 @@ Detectors (their raw score, higher = more anomalous):
 - ``ewma``: |z| against an EWMA mean and variance (:mod:`udfs.ewma_cusum`);
 - ``cusum``: the CUSUM statistic over its limit, which fires once per level shift (same module);
 - ``seasonal``: |residual z| against a Prophet-style trend + seasonality model (:mod:`udfs.seasonal`);
-- ``lstm``: |forecast residual z| of a one-layer LSTM (:mod:`udfs.lstm`).
+- ``lstm``: |forecast residual z| of a one-layer LSTM (:mod:`udfs.lstm`);
+- ``context``: the surprise of the series' last few quantised levels, a pattern rarely or never seen
+  (:mod:`udfs.context_novelty`).
 
 Each raw score goes through its own online calibrator (:mod:`udfs.calibration`), so every detector speaks the same
 language: the score's rank in that detector's history on this series. That rank is capped by what the raw score
-means on its own (``erf(|z| / (sqrt 2 * z_unit))`` for the z-like detectors, the CUSUM statistic over its limit),
-so a deviation must be both rare for the series and material (3.3 z_unit sigmas for 0.999, with the scale floors)
-to count: a very quiet series does not turn a 1-sigma wiggle into an anomaly. The combiner (weighted ``mean``,
-``max``, ``vote``, or ``top2``: the mean of the two highest, so that two detectors must agree) gives the ensemble
-score; a detector votes when its calibrated score reaches ``vote_p``. The verdict has hysteresis: an incident opens when the score reaches ``enter`` and closes after ``exit_after`` points below
-``exit``, so a long anomaly is one incident. Detectors that are disabled, without a model, or still warming up give
-NaN and are left out; with fewer than ``min_detectors`` ready the verdict is "warm-up".
+means on its own (``erf(|z| / (sqrt 2 * z_unit))`` for the z-like detectors, the CUSUM statistic over its limit; the
+context surprise has no such scale and is its rank alone), so a deviation must be both rare for the series and
+material (3.3 z_unit sigmas for 0.999, with the scale floors) to count: a very quiet series does not turn a 1-sigma
+wiggle into an anomaly. The combiner (weighted ``mean``, ``max``, ``vote``, or ``top2``: the mean of the two
+highest, so that two detectors must agree) gives the ensemble score; a detector votes when its calibrated score
+reaches ``vote_p``. The verdict has hysteresis: an incident opens when the score reaches ``enter`` and closes after
+``exit_after`` points below ``exit``, so a long anomaly is one incident. Detectors that are disabled, without a
+model, or still warming up give NaN and are left out; with fewer than ``min_detectors`` ready the verdict is
+"warm-up".
 
 Everything is one flat float64 state array (layout from :func:`layout`), the parameters one float64 array
 (:class:`udfs.ensemble_params.EnsembleParams`), the models two flat arrays (empty = no model), so Flink keyed state,
@@ -31,13 +35,13 @@ import math
 import numpy as np
 from numba import njit
 
-from udfs import calibration, ewma_cusum, lstm, robust_zscore, seasonal
+from udfs import calibration, context_novelty, ewma_cusum, lstm, robust_zscore, seasonal
 
-from udfs.ensemble_params import (CUSUM, EWMA, LSTM, N_DET, P_ABS_FLOOR, P_ALPHA, P_BINS, P_CAL_HI, P_CAL_LO,
-                                  P_CAL_MAX, P_CAL_MIN, P_CLIP, P_COMBINER, P_DRIFT, P_ENTER, P_EXIT, P_EXIT_AFTER,
-                                  P_HIDDEN, P_INPUT_CLIP, P_LIMIT, P_MIN_DETECTORS, P_MIN_HISTORY, P_OUTLIER_Z,
-                                  P_REL_FLOOR, P_ADAPT_ALPHA, P_TAIL_INDEX, P_VOTE_P, P_WEIGHTS, P_WINDOW,
-                                  P_Z_UNIT, ROBUST, SEASONAL)
+from udfs.ensemble_params import (CONTEXT, CUSUM, EWMA, LSTM, N_DET, P_ABS_FLOOR, P_ADAPT_ALPHA, P_ALPHA, P_BINS,
+                                  P_CAL_HI, P_CAL_LO, P_CAL_MAX, P_CAL_MIN, P_CLIP, P_COMBINER, P_CTX_BINS,
+                                  P_CTX_DECAY, P_CTX_LENGTH, P_DRIFT, P_ENTER, P_EXIT, P_EXIT_AFTER, P_HIDDEN,
+                                  P_INPUT_CLIP, P_LIMIT, P_MIN_DETECTORS, P_MIN_HISTORY, P_OUTLIER_Z, P_REL_FLOOR,
+                                  P_TAIL_INDEX, P_VOTE_P, P_WEIGHTS, P_WINDOW, P_Z_UNIT, ROBUST, SEASONAL)
 
 # state header
 S_ACTIVE, S_BELOW, S_POINTS, S_INCIDENTS, S_MODELS = range(5)   # S_MODELS: a tag of the models last adopted
@@ -48,8 +52,9 @@ VERDICT_WARMUP, VERDICT_NORMAL, VERDICT_ANOMALY = -1, 0, 1
 
 @njit(cache=True)
 def layout(params: np.ndarray) -> np.ndarray:
-    """Offsets of the sub-states: robust, ewma/cusum, seasonal, lstm, the calibrators, and the total size."""
-    off = np.empty(6 + N_DET, dtype=np.int64)
+    """Offsets of the sub-states: robust, ewma/cusum, seasonal, lstm, context, the calibrators, and the total
+    size (twice: the end of the last calibrator)."""
+    off = np.empty(7 + N_DET, dtype=np.int64)
     pos = S_HEADER
     off[0] = pos
     pos += robust_zscore.HEADER + 2 * int(params[P_WINDOW])
@@ -59,25 +64,28 @@ def layout(params: np.ndarray) -> np.ndarray:
     pos += seasonal.STATE_SIZE
     off[3] = pos
     pos += lstm.state_size(int(params[P_HIDDEN]))
+    off[4] = pos
+    pos += context_novelty.state_size(int(params[P_CTX_BINS]), int(params[P_CTX_LENGTH]))
     cal = calibration.HEADER + int(params[P_BINS])
     for d in range(N_DET):
-        off[4 + d] = pos
+        off[5 + d] = pos
         pos += cal
-    off[4 + N_DET] = pos
     off[5 + N_DET] = pos
+    off[6 + N_DET] = pos
     return off
 
 
 @njit(cache=True)
 def init_state(params: np.ndarray) -> np.ndarray:
     off = layout(params)
-    state = np.zeros(off[4 + N_DET])
+    state = np.zeros(off[5 + N_DET])
     state[off[0]:off[1]] = robust_zscore.init_state(int(params[P_WINDOW]))
     state[off[1]:off[2]] = ewma_cusum.init_state()
     state[off[2]:off[3]] = seasonal.init_state()
     state[off[3]:off[4]] = lstm.init_state(int(params[P_HIDDEN]))
+    state[off[4]:off[5]] = context_novelty.init_state(int(params[P_CTX_BINS]), int(params[P_CTX_LENGTH]))
     for d in range(N_DET):
-        state[off[4 + d]:off[5 + d]] = calibration.init_state(int(params[P_BINS]))
+        state[off[5 + d]:off[6 + d]] = calibration.init_state(int(params[P_BINS]))
     return state
 
 
@@ -151,10 +159,13 @@ def _step(off: np.ndarray, state: np.ndarray, params: np.ndarray, season: np.nda
                          params[P_INPUT_CLIP])
         if params[P_WEIGHTS + LSTM] > 0:
             raw[LSTM] = abs(z)
+    if params[P_WEIGHTS + CONTEXT] > 0:
+        raw[CONTEXT] = context_novelty.step(state[off[4]:off[5]], x, int(params[P_CTX_BINS]),
+                                            int(params[P_CTX_LENGTH]), params[P_CTX_DECAY], min_history)
     for d in range(N_DET):
-        p = calibration.step(state[off[4 + d]:off[5 + d]], raw[d], params[P_CAL_LO], params[P_CAL_HI],
+        p = calibration.step(state[off[5 + d]:off[6 + d]], raw[d], params[P_CAL_LO], params[P_CAL_HI],
                              int(params[P_CAL_MIN]), params[P_CAL_MAX], params[P_TAIL_INDEX])
-        if np.isnan(p):                  # abstaining, or the calibrator is still warming up
+        if np.isnan(p) or d == CONTEXT:  # abstaining or warming up; or a surprise, which has no z to be material
             probs[d] = p
         else:                            # rare for this series is not enough: the deviation must also be material
             probs[d] = min(p, raw[d] if d == CUSUM else math.erf(raw[d] / (math.sqrt(2.0) * params[P_Z_UNIT])))

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-DETECTORS = ("robust_z", "ewma", "cusum", "seasonal", "lstm")
+DETECTORS = ("robust_z", "ewma", "cusum", "seasonal", "lstm", "context")
 N_DET = len(DETECTORS)
-ROBUST, EWMA, CUSUM, SEASONAL, LSTM = range(N_DET)
+ROBUST, EWMA, CUSUM, SEASONAL, LSTM, CONTEXT = range(N_DET)
 COMBINERS = ("mean", "max", "vote", "top2")
 
 def _p(default, help_text: str):
@@ -47,7 +47,11 @@ class EnsembleParams:
     exit_after: int = _p(6, "points below `exit` that close an incident")
     min_detectors: int = _p(2, "detectors that must be ready before a verdict")
     hidden: int = _p(8, "lstm: hidden units (the state reserves room for a model of this size)")
-    weights: tuple = _p((1.0, 1.0, 1.0, 1.0, 1.0), "weight of each detector (robust_z, ewma, cusum, seasonal, lstm)")
+    context_bins: int = _p(6, "context: levels a value is quantised to, between the smallest and largest seen")
+    context_length: int = _p(3, "context: the last this many levels form a context (bins ** length are counted)")
+    context_decay: float = _p(0.999, "context: weight kept per point by past occurrences of a context (forgetting)")
+    weights: tuple = _p((1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
+                        "weight of each detector (robust_z, ewma, cusum, seasonal, lstm, context)")
 
     def __post_init__(self):
         if self.combiner not in COMBINERS:
@@ -56,6 +60,8 @@ class EnsembleParams:
             raise ValueError(f"weights: {N_DET} non-negative numbers ({', '.join(DETECTORS)})")
         if not 0 < self.exit <= self.enter <= 1:
             raise ValueError("need 0 < exit <= enter <= 1")
+        if not 0 < self.context_decay <= 1 or self.context_bins < 2 or self.context_bins ** self.context_length > 65536:
+            raise ValueError("context: need 0 < decay <= 1, bins >= 2 and at most 65,536 contexts (bins ** length)")
 
     def only(self, name: str) -> "EnsembleParams":
         """The same parameters with every detector but ``name`` switched off (for ablation)."""
@@ -99,6 +105,7 @@ P_BINS, P_CAL_LO, P_CAL_HI = _slot("bins"), _slot("cal_lo"), _slot("cal_hi")
 P_CAL_MIN, P_CAL_MAX, P_TAIL_INDEX, P_Z_UNIT = _slot("cal_min"), _slot("cal_max"), _slot("tail_index"), _slot("z_unit")
 P_COMBINER, P_VOTE_P, P_MIN_DETECTORS = _slot("combiner"), _slot("vote_p"), _slot("min_detectors")
 P_ENTER, P_EXIT, P_EXIT_AFTER = _slot("enter"), _slot("exit"), _slot("exit_after")
+P_CTX_BINS, P_CTX_LENGTH, P_CTX_DECAY = _slot("context_bins"), _slot("context_length"), _slot("context_decay")
 P_WEIGHTS = len(PACKED)
 N_PARAMS = P_WEIGHTS + N_DET
 
