@@ -142,3 +142,19 @@ def test_detect_cli_writes_one_row_per_input_row(tmp_path, capsys):
     assert main(["detect", "--input", str(empty)]) == 2
     assert "no rows" in capsys.readouterr().err
     assert main(["detect", "--input", str(src), "--train-after", "0"]) == 2
+
+
+def test_keyed_state_of_another_layout_starts_fresh_rather_than_being_read_out_of_place():
+    from augur.config import Config
+    from jobs import host_state, steps
+    scorer = steps.EnsembleFeatureScorer.from_config(Config())
+    fresh = scorer.init_state()
+    assert scorer.restored(None).shape == fresh.shape
+    kept = fresh.copy()
+    kept[0] = 1.0
+    assert scorer.restored(kept.tolist())[0] == 1.0                 # the same layout: kept as it is
+    old = np.ones(685)                                               # a savepoint of the five-detector kernel
+    assert np.array_equal(scorer.restored(old.tolist()), fresh, equal_nan=True)
+    hosts = host_state.HostScorer(host_state.HostParams(window=30), None)
+    assert np.array_equal(hosts.restored(host_state.HostScorer(host_state.HostParams(), None).init_state()),
+                          hosts.init_state(), equal_nan=True)
