@@ -1,7 +1,9 @@
 """``augur detect``: score one series from a CSV with the streaming ensemble, causally.
 
 Input ``timestamp,value`` (ISO-like times, naive = UTC, or epoch seconds/milliseconds; any spacing). Output one row
-per input row: ``timestamp, value, anomaly_score, is_anomaly, verdict`` and each detector's calibrated score.
+per input row: ``timestamp, value, anomaly_score, is_anomaly, verdict, alert_score`` and each detector's calibrated
+score. ``alert_score`` is the anomaly score except 0 inside an incident after its first point (:meth:`Scores.alert`):
+thresholding it alerts once per incident.
 
 The rows are replayed through exactly the streaming kernel (:class:`models.ensemble_scorer.EnsembleScorer`). Models
 are trained on the fly from the series' own past only: at row ``train_after``, then at each doubling of the rows
@@ -131,14 +133,16 @@ def write_scores(path, stamps: list[str], values: np.ndarray, scores: Scores, pa
     out = open(path, "w", newline="") if path != "-" else sys.stdout
     try:
         w = csv.writer(out)
-        w.writerow(["timestamp", "value", "anomaly_score", "is_anomaly", "verdict", *[f"score_{n}" for n in names]])
+        w.writerow(["timestamp", "value", "anomaly_score", "is_anomaly", "verdict", "alert_score",
+                    *[f"score_{n}" for n in names]])
         verdicts = {ens.VERDICT_WARMUP: "warmup", ens.VERDICT_NORMAL: "normal", ens.VERDICT_ANOMALY: "anomaly"}
         cols = [DETECTORS.index(n) for n in names]
+        alert = scores.alert()
         for i, stamp in enumerate(stamps):
-            s = scores.score[i]
+            s, a = scores.score[i], alert[i]
             w.writerow([stamp, _num(values[i]), f"{0.0 if math.isnan(s) else s:.6f}",
                         int(scores.verdict[i] == ens.VERDICT_ANOMALY), verdicts[int(scores.verdict[i])],
-                        *[_num(scores.probs[i, d], 6) for d in cols]])
+                        f"{0.0 if math.isnan(a) else a:.6f}", *[_num(scores.probs[i, d], 6) for d in cols]])
     finally:
         if out is not sys.stdout:
             out.close()

@@ -1,9 +1,11 @@
 """NAB quality harness: ``python -m augur.nab_eval [--data DIR] [--out DIR]``.
 
 Runs :func:`augur.detect.detect` (exactly what ``augur detect`` runs) over every CSV of the NAB subset, writes one
-output folder for the ensemble and one per detector alone (its calibrated score as ``anomaly_score``, from the same
-run, so the ablation compares like with like), and scores each folder with the benchmark's own
-``eval/nab_score.py``. Prints a table and ends with ``NAB ensemble standard=.. low_fp=.. low_fn=..``.
+output folder for the ensemble score, one for the alert score (``augur detect``'s ``alert_score``: the ensemble
+score with an open incident's later points at 0) and one per detector alone (its calibrated score as
+``anomaly_score``, from the same run, so the ablation compares like with like), and scores each folder with the
+benchmark's own ``eval/nab_score.py``. Prints a table and ends with ``NAB ensemble standard=.. low_fp=.. low_fn=..
+alert_standard=.. ...``.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ def _score_file(job: tuple[str, str, dict]) -> tuple[str, dict]:
     stamps, t_s, values = read_series(Path(data_dir) / rel)
     timing = Timing()
     scores = detect(t_s, values, params, TrainingPolicy(), timing)
-    return rel, {"stamps": stamps, "values": values, "score": scores.score, "probs": scores.probs,
-                 "onset": scores.onset, "timing": timing}
+    return rel, {"stamps": stamps, "values": values, "score": scores.score, "alert": scores.alert(),
+                 "probs": scores.probs, "onset": scores.onset, "timing": timing}
 
 
 def write_outputs(out: Path, name: str, rel: str, stamps, values, score: np.ndarray) -> None:
@@ -77,25 +79,28 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(args.workers) as pool:
         for rel, res in pool.map(_score_file, [(r, str(args.data), overrides) for r in files]):
             write_outputs(args.out, "ensemble", rel, res["stamps"], res["values"], res["score"])
+            write_outputs(args.out, "alert", rel, res["stamps"], res["values"], res["alert"])
             for d, name in enumerate(DETECTORS):
                 write_outputs(args.out, name, rel, res["stamps"], res["values"], res["probs"][:, d])
             timings.append(res["timing"])
             print(f"  {rel}: {len(res['values'])} rows, {int(res['onset'].sum())} incidents", file=sys.stderr)
     elapsed = time.perf_counter() - start
     rows = {}
-    for name in ("ensemble", *DETECTORS):
+    for name in ("alert", "ensemble", *DETECTORS):
         rows[name] = nab_score(args.data, args.out / name, args.scorer)
     base = rows["ensemble"][0]
     print(f"{'detector':<10} {'standard':>9} {'low_fp':>8} {'low_fn':>8}  ensemble vs it (standard)")
     for name, (st, lfp, lfn) in rows.items():
-        rel = "" if name == "ensemble" else (f"{(base - st) / abs(st) * 100:+.0f}%" if st else "n/a")
+        rel = "" if name in ("ensemble", "alert") else (f"{(base - st) / abs(st) * 100:+.0f}%" if st else "n/a")
         print(f"{name:<10} {st:>9.2f} {lfp:>8.2f} {lfn:>8.2f}  {rel}")
     seas = [s for t in timings for s in t.seasonal_s]
     lstm = [s for t in timings for s in t.lstm_s]
     print(f"{len(files)} files in {elapsed:.0f} s ({args.workers} workers); trainings: seasonal {len(seas)} x "
           f"{np.mean(seas) if seas else 0:.2f} s, lstm {len(lstm)} x {np.mean(lstm) if lstm else 0:.2f} s")
     st, lfp, lfn = rows["ensemble"]
-    print(f"NAB ensemble standard={st:.2f} low_fp={lfp:.2f} low_fn={lfn:.2f} files={len(files)}")
+    ast, alfp, alfn = rows["alert"]
+    print(f"NAB ensemble standard={st:.2f} low_fp={lfp:.2f} low_fn={lfn:.2f} alert_standard={ast:.2f} "
+          f"alert_low_fp={alfp:.2f} alert_low_fn={alfn:.2f} files={len(files)}")
     return 0
 
 

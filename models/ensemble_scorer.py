@@ -29,6 +29,11 @@ class Scores(NamedTuple):
     raw: np.ndarray         # n x detectors: raw scores (NaN = abstained)
     probs: np.ndarray       # n x detectors: calibrated scores
 
+    def alert(self) -> np.ndarray:
+        """The alert score: the ensemble score, except 0 at the points of an incident after its first (what an
+        alerting consumer thresholds: an open incident is not news again); NaN in warm-up."""
+        return np.where((self.verdict == ens.VERDICT_ANOMALY) & ~self.onset, 0.0, self.score)
+
 
 @dataclass
 class Models:

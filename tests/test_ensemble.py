@@ -158,3 +158,15 @@ def test_keyed_state_of_another_layout_starts_fresh_rather_than_being_read_out_o
     hosts = host_state.HostScorer(host_state.HostParams(window=30), None)
     assert np.array_equal(hosts.restored(host_state.HostScorer(host_state.HostParams(), None).init_state()),
                           hosts.init_state(), equal_nan=True)
+
+
+def test_the_alert_score_is_the_score_except_inside_an_open_incident():
+    t, y = _series()
+    y[1500:1540] += 30                                                # a long anomaly
+    s = EnsembleScorer(EnsembleParams()).score(y, t)
+    alert = s.alert()
+    inside = (s.verdict == ens.VERDICT_ANOMALY) & ~s.onset
+    assert s.onset[1500:1510].any() and inside[1500:1540].sum() >= 3
+    assert np.all(alert[inside] == 0.0)
+    np.testing.assert_array_equal(alert[~inside], s.score[~inside])  # NaN (warm-up) included
+    assert np.all(alert[s.onset] >= EnsembleParams().enter)           # an incident's first point keeps its score
