@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from augur.config import Config
+from jobs.steps import JOB_PRODUCER
 from models.registry import HostForest, ModelRegistry
 from schemas import series
 from udfs import host_residuals, iforest
@@ -146,7 +147,6 @@ def forest_scores(forest: HostForest, rows: np.ndarray) -> np.ndarray:
 
 def anomaly_record(host: str, window_start: int, window_end: int, s: float, z: np.ndarray,
                    forest: HostForest) -> dict:
-    from jobs.steps import JOB_PRODUCER
     strength = min(max(-s, 0.0), 1.0)   # score_samples is in (-1, 0): its negation is the forest's anomaly score
     top = sorted(range(len(SIGNALS)), key=lambda i: -abs(z[i]))[:3]
     odd = ", ".join(f"{SIGNALS[i]} {z[i]:+.1f}" for i in top if z[i] != 0.0) or "no single signal"

@@ -17,7 +17,6 @@ import math
 import sys
 import time
 from pathlib import Path
-
 from typing import NamedTuple
 
 import numpy as np
@@ -58,7 +57,7 @@ def host_forest(art: Artifact, n_signals: int) -> HostForest:
     try:
         a = {k: np.asarray(art.arrays[k]) for k in iforest_export.ARRAYS}
         threshold = float(art.meta["threshold"])
-        names = art.meta["features"]
+        names = list(art.meta["features"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"not a host forest: {exc!r}") from exc
     nodes = a["feature"].shape[0]

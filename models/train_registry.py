@@ -1,12 +1,12 @@
 """``augur train``: fit each series' models on its history and put them in the model registry.
 
-Reads telemetry history (the Parquet archive, or JSONL/Parquet files from ``augur synth`` / ``augur record``), builds
-the same window features as the stream, and for every series with at least ``--min-windows`` usable windows fits
-Prophet (trend + seasonality) and the LSTM on exactly what the stream's scorer sees: the type's variance-stabilised
-primary value at each window end. Each host with at least ``--min-windows`` windows also gets an Isolation Forest
-over its signals' deviations (:mod:`jobs.host_state`), fitted on exactly the rows the stream computes. The models
-land in ``models.dir`` (or ``--models-dir``); a running job picks them
-up within ``models.recheck-s``. History is held in memory, so train on days, not months, per run.
+Reads telemetry history (the Parquet archive, or JSONL/Parquet files from ``augur synth`` / ``augur record``),
+builds the same window features as the stream, and for every series with at least ``--min-windows`` usable windows
+fits Prophet (trend + seasonality) and the LSTM on exactly what the stream's scorer sees: the type's
+variance-stabilised primary value at each window end. Each host with at least ``--min-windows`` windows also gets an
+Isolation Forest over its signals' deviations (:mod:`jobs.host_state`), fitted on exactly the rows the stream
+computes. The models land in ``models.dir`` (or ``--models-dir``); a running job picks them up within
+``models.recheck-s``. History is held in memory, so train on days, not months, per run.
 """
 
 from __future__ import annotations
