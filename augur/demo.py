@@ -15,7 +15,7 @@ from augur import paths
 from augur.config import Config, env_name
 from augur.tail import format_record
 from augur.timeparse import format_ms, now_ms
-from collectors.faults import Fault, read_labels
+from collectors.faults import Fault, parse_duration_ms, read_labels
 from schemas import codec, topics
 
 DEMO_HOSTS = 4
@@ -37,8 +37,11 @@ def telemetry_source() -> tuple[str, str]:
 
 def history_catch_up_s() -> float:
     """Wall seconds until the synthetic replay reaches the present (then live data can share the event time)."""
-    from collectors.faults import parse_duration_ms
-    return parse_duration_ms(DEMO_HISTORY.removeprefix("now-")) / 1000 / float(DEMO_SPEED)
+    return history_ms() / 1000 / float(DEMO_SPEED)
+
+
+def history_ms() -> int:
+    return parse_duration_ms(DEMO_HISTORY.removeprefix("now-"))
 
 
 def _spawn(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
@@ -68,6 +71,23 @@ def _stop(proc: subprocess.Popen | None, timeout_s: float = 20.0) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+DEMO_FOREST_HOURS = 6
+
+
+def train_demo_forests(registry_dir: Path, history_start_ms: int, cfg: Config) -> int:
+    """Fit each demo host's Isolation Forest, as ``augur train`` does, on fault-free synthetic telemetry of the
+    hours before the replayed history (the generator ``augur synth`` runs, without faults); returns how many."""
+    from collectors.synthetic import SyntheticTelemetry
+    from jobs import reference, steps
+    from models.registry import ModelRegistry
+    from models.train_registry import train_forests
+    gen = SyntheticTelemetry(hosts=DEMO_HOSTS)
+    start = history_start_ms - DEMO_FOREST_HOURS * 3_600_000
+    samples = [s for batch in gen.iter_range(start - start % 60_000, history_start_ms) for s in batch]
+    features = reference.run(samples, cfg["stream.window-size-ms"], steps.EnsembleFeatureScorer.from_config(cfg))
+    return train_forests(features.features, cfg, ModelRegistry(registry_dir), min_windows=60)
 
 
 def _matches(fault: Fault, anomaly: dict) -> bool:
@@ -107,10 +127,15 @@ def run_demo(cfg: Config, duration_s: float | None = None, until_detected: int |
                                  isolation_level="read_committed", client_id="augur-demo", group_id=None)
         consumer.poll(timeout_ms=1000)  # fix the starting position before anything is produced
         env = {**os.environ, env_name("kafka.bootstrap-servers"): bootstrap}
+        models = run / "models"
+        forests = train_demo_forests(models, now_ms() - history_ms(), cfg)
+        say(f"augur demo: fitted {forests} hosts' Isolation Forests on {DEMO_FOREST_HOURS} h of fault-free history "
+            f"(models in {models}); they judge each host as a whole")
         start_from = str(now_ms())
         forecast_sets = [a for k, v in DEMO_FORECAST.items() for a in ("--set", f"{k}={v}")]
         job = _spawn([sys.executable, "-m", "jobs.stream_job", "--set", f"stream.start-from={start_from}",
-                      "--set", "stream.consumer-group=augur-demo-" + start_from, *forecast_sets], run / "job.log", env)
+                      "--set", "stream.consumer-group=augur-demo-" + start_from, "--set", f"models.dir={models}",
+                      *forecast_sets], run / "job.log", env)
         synth = _spawn([sys.executable, "-m", "augur.cli", "synth", "--hosts", str(DEMO_HOSTS), "--demo-faults",
                         "--start", DEMO_HISTORY, "--speed", DEMO_SPEED, "--labels", str(labels)],
                        run / "synth.log", env)

@@ -40,6 +40,7 @@ def test_demo_detects_injected_faults_and_stops_cleanly(tmp_path, repo_root):
                          env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "telemetry source: synthetic" in out.stdout or "telemetry source: real+synthetic" in out.stdout
+    assert "fitted 4 hosts' Isolation Forests" in out.stdout
     assert "detected injected fault cpu_hog on host-2" in out.stdout
     assert "detected injected fault latency_regression on host-3" in out.stdout
     assert "ANOMALY" in out.stdout and "stopped Kafka" in out.stdout
