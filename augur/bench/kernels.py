@@ -3,7 +3,7 @@ NumPy/Python, River's HalfSpaceTrees and scikit-learn's IsolationForest, plus tr
 
 All on one core, in one run, on the same seeded data (a daily-seasonal series with noise, 5-minute points):
 
-- ``batch``: :func:`udfs.ensemble.score_batch` over whole arrays, all five detectors with trained models;
+- ``batch``: :func:`udfs.ensemble.score_batch` over whole arrays, all six detectors with trained models;
 - ``stream``: one :func:`udfs.ensemble.step` call per point from Python (what a keyed operator does per record);
 - ``plain``: the very same kernel code run as plain Python/NumPy (numba's JIT disabled, in a subprocess);
 - ``river``: ``HalfSpaceTrees.score_one`` + ``learn_one`` per point (River's streaming anomaly detector);
