@@ -80,14 +80,14 @@ def train_demo_forests(registry_dir: Path, history_start_ms: int, cfg: Config) -
     """Fit each demo host's Isolation Forest, as ``augur train`` does, on fault-free synthetic telemetry of the
     hours before the replayed history (the generator ``augur synth`` runs, without faults); returns how many."""
     from collectors.synthetic import SyntheticTelemetry
-    from jobs import reference, steps
+    from jobs import reference
     from models.registry import ModelRegistry
     from models.train_registry import train_forests
     gen = SyntheticTelemetry(hosts=DEMO_HOSTS)
     start = history_start_ms - DEMO_FOREST_HOURS * 3_600_000
     samples = [s for batch in gen.iter_range(start - start % 60_000, history_start_ms) for s in batch]
-    features = reference.run(samples, cfg["stream.window-size-ms"], steps.EnsembleFeatureScorer.from_config(cfg))
-    return train_forests(features.features, cfg, ModelRegistry(registry_dir), min_windows=60)
+    features = reference.features(samples, cfg["stream.window-size-ms"])
+    return train_forests(features, cfg, ModelRegistry(registry_dir), min_windows=60)
 
 
 def _matches(fault: Fault, anomaly: dict) -> bool:

@@ -43,18 +43,17 @@ def scenario(train_hours: int, test_hours: int, hosts: int = 4, seed: int = 21) 
     return SyntheticTelemetry(hosts=hosts, seed=seed, faults=faults), faults
 
 
-def iforest_alarms(features: list[dict], split_ms: int, registry_dir: str, seed: int = 0) -> dict[str, np.ndarray]:
+def iforest_alarms(features: list[dict], split_ms: int, registry_dir: str) -> dict[str, np.ndarray]:
     """Window ends (test span) at which each host's forest alarms, exactly as the stream judges them: forests fitted
     by ``augur train``'s code on the windows before ``split_ms``, then every host's windows run through
     :class:`jobs.host_state.HostRunner` with those forests in a registry."""
+    from augur.config import Config
     from jobs import host_state
-    from models import iforest_export
     from models.registry import ModelRegistry
+    from models.train_registry import train_forests
     params = host_state.HostParams()
     registry = ModelRegistry(registry_dir)
-    train = [f for f in features if f["window_end"] <= split_ms]
-    for host, rows in host_state.training_rows(train, params).items():
-        registry.save_forest(host, iforest_export.host_artifact(rows, list(host_state.SIGNALS), "eval", seed))
+    train_forests([f for f in features if f["window_end"] <= split_ms], Config(), registry, min_windows=1)
     runner = host_state.HostRunner(host_state.HostScorer(params, registry))
     for f in sorted(features, key=lambda f: f["window_end"]):
         runner.add(f)

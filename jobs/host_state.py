@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from augur.config import Config
-from jobs.steps import JOB_PRODUCER
+from jobs.steps import JOB_PRODUCER, kept_state
 from models.registry import HostForest, ModelRegistry
 from schemas import series
 from udfs import host_residuals, iforest
@@ -112,13 +112,9 @@ class HostScorer:
         return host_residuals.init_state(len(SIGNALS), self.params.window)
 
     def restored(self, stored) -> np.ndarray:
-        """A host's state from keyed state, or a fresh one when there is none or its layout differs (another
-        ``host.window`` at a restore): the kernel trusts its layout."""
-        if stored is not None:
-            state = np.asarray(stored, dtype=np.float64)
-            if state.shape[0] == host_residuals.state_size(len(SIGNALS), self.params.window):
-                return state
-        return self.init_state()
+        """A host's state from keyed state (:func:`jobs.steps.kept_state`; another ``host.window`` at a restore
+        starts fresh)."""
+        return kept_state(stored, host_residuals.state_size(len(SIGNALS), self.params.window), self.init_state)
 
     def residuals(self, state: np.ndarray, parts: Parts) -> tuple[np.ndarray, bool]:
         """The window's row as deviations (and whether every reported signal was warm), learned into ``state``."""

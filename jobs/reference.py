@@ -18,18 +18,31 @@ class Outputs(NamedTuple):
     forecasts: list[dict]
 
 
-def run(samples: Iterable[dict], window_ms: int, scorer: steps.EnsembleFeatureScorer,
-        forecaster: Forecaster | None = None, hosts: host_state.HostScorer | None = None) -> Outputs:
-    """Tumbling windows aligned to the epoch, every sample on time. Hosts are scored with ``hosts`` (default: the
-    default parameters and ``scorer``'s model registry); their anomalies follow each window's series' ones."""
+def tumbling_windows(samples: Iterable[dict], window_ms: int) -> dict[tuple[str, int], list[dict]]:
+    """``{(series_id, window start): samples}`` of tumbling windows aligned to the epoch, in window-start order and
+    by series id within a window (the order the reference closes them in)."""
     windows: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for s in samples:
         sid = series.series_id(s["host"], s["metric"], s["attrs"])
         windows[(sid, s["ts"] - s["ts"] % window_ms)].append(s)
+    return {k: windows[k] for k in sorted(windows, key=lambda k: (k[1], k[0]))}
+
+
+def features(samples: Iterable[dict], window_ms: int) -> list[dict]:
+    """The windows' feature records alone, in the same order as :func:`run`'s (no scoring: what training needs)."""
+    return [steps.features_record(sid, start, start + window_ms, group)
+            for (sid, start), group in tumbling_windows(samples, window_ms).items()]
+
+
+def run(samples: Iterable[dict], window_ms: int, scorer: steps.EnsembleFeatureScorer,
+        forecaster: Forecaster | None = None, hosts: host_state.HostScorer | None = None) -> Outputs:
+    """Tumbling windows aligned to the epoch, every sample on time. Hosts are scored with ``hosts`` (default: the
+    default parameters and ``scorer``'s model registry); their anomalies follow each window's series' ones."""
+    windows = tumbling_windows(samples, window_ms)
     out = Outputs([], [], [])
     runner = SeriesRunner(window_ms, scorer, forecaster)
     host_runner = host_state.HostRunner(hosts or host_state.HostScorer(host_state.HostParams(), scorer.registry))
-    keys = sorted(windows, key=lambda k: (k[1], k[0]))
+    keys = list(windows)
     for i, (sid, start) in enumerate(keys):
         feature, anomaly, forecast = runner.close_window(sid, start, windows[(sid, start)])
         out.features.append(feature)

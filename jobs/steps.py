@@ -132,6 +132,17 @@ def no_data_record(last_feature: dict, noticed_at: int) -> dict:
     }
 
 
+def kept_state(stored, size: int, fresh) -> np.ndarray:
+    """A kernel's state from keyed state: ``stored`` as an array, or ``fresh()`` when there is none or it has
+    another layout (a savepoint from a version with other detectors or sizes: the numba kernels trust their layout,
+    so such a series or host warms up again rather than be read out of place)."""
+    if stored is not None:
+        state = np.asarray(stored, dtype=np.float64)
+        if state.shape[0] == size:
+            return state
+    return fresh()
+
+
 class EnsembleFeatureScorer:
     """Scores feature records with the ensemble kernel over one explicit state array per series.
 
@@ -156,14 +167,8 @@ class EnsembleFeatureScorer:
         return EnsembleScorer(self.params).state
 
     def restored(self, stored) -> np.ndarray:
-        """A series' kernel state from keyed state: ``stored`` as an array, or a fresh state when there is none or
-        it has another layout (a savepoint from a version with other detectors or sizes: the kernel trusts its
-        layout, so such a series warms up again rather than be read out of place)."""
-        if stored is not None:
-            state = np.asarray(stored, dtype=np.float64)
-            if state.shape[0] == self.state_size:
-                return state
-        return self.init_state()
+        """A series' kernel state from keyed state (see :func:`kept_state`)."""
+        return kept_state(stored, self.state_size, self.init_state)
 
     def score(self, state: np.ndarray, feature: dict) -> dict | None:
         """Score one window causally (then learn it); return the anomaly record if the verdict is 'anomaly'."""

@@ -40,7 +40,7 @@ def history_features(inputs: list[str], cfg: Config) -> tuple[list[dict], int]:
             except codec.Rejected:
                 rejected += 1
     window = cfg["stream.window-size-ms"]
-    return reference.run(samples, window, steps.EnsembleFeatureScorer.from_config(cfg)).features, rejected
+    return reference.features(samples, window), rejected
 
 
 def series_labels(features: list[dict]) -> dict[str, str]:

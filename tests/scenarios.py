@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,25 +51,15 @@ def in_fault_window(anomaly: dict, fault: Fault) -> bool:
     return anomaly["window_end"] > fault.start_ms and anomaly["window_start"] < fault.end_ms
 
 
-def window_features(samples: list[dict], window_ms: int) -> list[dict]:
-    """The feature records of tumbling windows over in-order samples (no scoring: what training needs)."""
-    from jobs import steps
-    from schemas import series
-    windows: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    for s in samples:
-        windows[(series.series_id(s["host"], s["metric"], s["attrs"]), s["ts"] - s["ts"] % window_ms)].append(s)
-    return [steps.features_record(sid, start, start + window_ms, windows[(sid, start)])
-            for sid, start in sorted(windows, key=lambda k: (k[1], k[0]))]
-
-
 def train_host_forests(registry_dir: Path, scenario: Scenario, hours: int = 6, window_ms: int = 60_000) -> list[str]:
     """Fit each host's forest, as ``augur train`` does, on ``hours`` of the scenario's hosts before it starts, with
     no fault; returns the hosts that got one."""
     from augur.config import Config
+    from jobs import reference
     from models.registry import ModelRegistry
     from models.train_registry import train_forests
     clean = SyntheticTelemetry(hosts=scenario.gen.hosts, seed=scenario.gen.seed)
     samples = [s for b in clean.iter_range(scenario.start - hours * H, scenario.start) for s in b]
     registry = ModelRegistry(registry_dir)
-    assert train_forests(window_features(samples, window_ms), Config(), registry, min_windows=60) > 0
+    assert train_forests(reference.features(samples, window_ms), Config(), registry, min_windows=60) > 0
     return sorted(h for h in scenario.gen.host_names if registry.forest_path(h).exists())
