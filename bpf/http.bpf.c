@@ -1,31 +1,72 @@
-/* HTTP/1.x server requests, observed from socket syscalls with no change to the application.
+/* HTTP/1.x server requests, observed at the sockets with no change to the application.
  *
- * Only sockets a process got from accept()/accept4() are watched (an LRU map of (tgid, fd)), so clients and
- * file/pipe I/O cost one failed lookup. On such a socket, a read()/recvfrom() whose bytes start with an HTTP
- * method opens a request; the next write()/sendto()/writev() starting with "HTTP/1." closes it with its status.
- * Only the method, the path (cut at '?', digit runs folded to one '0') and the status class are kept.
+ * Three programs are linked to the root of the cgroup v2 hierarchy:
+ * - sock_ops marks each connection a server accepts (PASSIVE_ESTABLISHED) with a socket-local storage;
+ * - cgroup_skb ingress: on a marked socket, a received segment whose payload starts with an HTTP method opens a
+ *   request in that storage;
+ * - cgroup_skb egress: on a marked socket with a request open, a sent segment starting with "HTTP/1." closes it
+ *   with its status.
+ * Every other packet costs a pointer lookup (no socket storage) and nothing else, and unlike syscall tracepoints
+ * nothing runs for syscalls that are not network I/O. The latency runs from the request's arrival at the
+ * server's socket to its response leaving it (queueing before the server read it included). Only the method, the
+ * path (cut at '?', digit runs folded to one '0') and the status class are kept. Connections accepted before the
+ * collector started are not seen.
  *
- * The per-syscall tracepoints are used: measured here, they cost less than raw sys_enter/sys_exit, which run a
- * program for every syscall of the host. (fentry on the syscall bodies would be cheaper still, but fentry
- * programs are refused on the machines this was built on.) Sockets accepted before the collector started are
- * not seen until their server accepts again. */
+ * The packet programs only read: both always return 1 (let the packet through). */
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/in.h>
 #include "augur.h"
 #include "http.h"
 
-BPF_TABLE("lru_hash", u64, u8, accepted, MAX_PIDS);         /* tgid << 32 | fd of accepted sockets */
-BPF_HASH(pending, u64, struct read_args, MAX_PIDS);          /* pid_tgid -> read in flight on an accepted socket */
-BPF_HASH(requests, u64, struct inflight_req, MAX_PIDS);      /* tgid << 32 | fd -> request awaiting response */
-BPF_HASH(http0, struct req_key, struct hist, MAX_KEYS);
-BPF_HASH(http1, struct req_key, struct hist, MAX_KEYS);
+BPF_SK_STORAGE(server_socks, struct inflight_req);          /* accepted sockets: the request awaiting reply */
+/* per-CPU histograms (user space sums the CPUs): no cache line shared between CPUs per request (the adds stay
+ * atomic, as a softirq may interrupt a program on the same CPU); entries are allocated when a key first appears,
+ * not for MAX_KEYS x CPUs up front */
+BPF_F_TABLE("percpu_hash", struct req_key, struct hist, http0, MAX_KEYS, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("percpu_hash", struct req_key, struct hist, http1, MAX_KEYS, BPF_F_NO_PREALLOC);
 BPF_ARRAY(overflow, u64, 1);                                 /* requests not aggregated: the key map was full */
 BPF_PERCPU_ARRAY(scratch, struct req_key, 1);
-/* built in a map value, not on the stack: clang turns a masked stack index into `fp | i`, which the verifier
- * rejects, but a map value pointer plus a bounded index is fine */
-BPF_PERCPU_ARRAY(req_scratch, struct inflight_req, 1);
 
-static __always_inline u64 fd_key(u64 pid_tgid, u32 fd)
+#define PASS 1
+#define MIN_REQUEST 14  /* "GET / HTTP/1.0" */
+#define MIN_RESPONSE 12 /* "HTTP/1.1 200" */
+/* Offsets are from the network header, where a cgroup_skb program's skb->data points; bpf_skb_load_bytes reads
+ * paged data too (a TCP payload is usually not in the skb's linear part, which is all that the _relative variant
+ * reads) */
+#define LOAD(skb, off, dst, n) bpf_skb_load_bytes(skb, off, dst, n)
+
+/* Where the TCP payload of this segment starts (from the network header) and the local port of its socket;
+ * 0 when it is not TCP over IPv4/IPv6 or carries less than min_len bytes. */
+static __always_inline u32 tcp_payload(struct __sk_buff *skb, bool ingress, u32 min_len, u16 *port)
 {
-    return (pid_tgid & 0xffffffff00000000ULL) | fd;
+    u32 off;
+    u8 proto;
+    if (skb->len < 40 + min_len)  /* shorter than the smallest IPv4 + TCP headers and the payload: a pure ACK */
+        return 0;
+    if (skb->protocol == bpf_htons(ETH_P_IP)) {
+        u8 vihl;
+        if (LOAD(skb, 0, &vihl, 1) || LOAD(skb, 9, &proto, 1))
+            return 0;
+        off = (vihl & 0x0f) * 4;
+    } else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+        if (LOAD(skb, 6, &proto, 1))  /* extension headers are not followed: their segments are skipped */
+            return 0;
+        off = 40;
+    } else {
+        return 0;
+    }
+    if (proto != IPPROTO_TCP)
+        return 0;
+    u16 ports[2];
+    u8 doff;
+    if (LOAD(skb, off, ports, sizeof(ports)) || LOAD(skb, off + 12, &doff, 1))
+        return 0;
+    off += (doff >> 4) * 4;
+    if (skb->len < off + min_len)
+        return 0;
+    *port = bpf_ntohs(ingress ? ports[1] : ports[0]);
+    return off;
 }
 
 static __always_inline u8 parse_method(const char *p, u32 *skip)
@@ -43,34 +84,62 @@ static __always_inline u8 parse_method(const char *p, u32 *skip)
     return M_OTHER;
 }
 
-static __always_inline void open_request(u64 id, u32 fd, u64 buf)
+int http_sockops(struct bpf_sock_ops *skops)
 {
-    char head[8] = {};
-    if (bpf_probe_read_user(&head, sizeof(head), (void *)buf) != 0)
-        return;
+    if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+        return 1;
+    struct bpf_sock *sk = skops->sk;  /* read once: the verifier tracks the NULL check on this copy */
+    if (sk)
+        server_socks.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    return 1;
+}
+
+/* The storage of an accepted socket, or NULL for any other packet. */
+static __always_inline struct inflight_req *server_sock(struct __sk_buff *skb)
+{
+    struct bpf_sock *sk = skb->sk;
+    if (!sk)
+        return 0;
+    sk = bpf_sk_fullsock(sk);
+    if (!sk)
+        return 0;
+    return server_socks.sk_storage_get(sk, 0, 0);
+}
+
+int http_ingress(struct __sk_buff *skb)
+{
+    struct inflight_req *req = server_sock(skb);
+    if (!req)
+        return PASS;
+    u16 port;
+    u32 off = tcp_payload(skb, true, MIN_REQUEST, &port);
+    if (!off)
+        return PASS;
+    char head[8];
+    if (LOAD(skb, off, head, sizeof(head)))
+        return PASS;
     u32 skip = 0;
     u8 method = parse_method(head, &skip);
     if (method == M_OTHER)
-        return;
+        return PASS;
+    /* the path: at most ROUTE_LEN bytes, fewer when the segment ends sooner (a bare "GET / HTTP/1.0") */
     char path[ROUTE_LEN] = {};
-    if (bpf_probe_read_user(&path, sizeof(path), (void *)(buf + skip)) != 0)
-        return;
-    u32 zero = 0;
-    struct inflight_req *req = req_scratch.lookup(&zero);
-    if (!req)
-        return;
-    __builtin_memset(req, 0, sizeof(*req));
-    req->ts = bpf_ktime_get_ns();
-    req->method = method;
+    u32 left = skb->len - off - skip;
+    if (left >= ROUTE_LEN) {
+        if (LOAD(skb, off + skip, path, ROUTE_LEN))
+            return PASS;
+    } else if (left > 0) {  /* the verifier needs the length's bounds in the expression: 1..ROUTE_LEN */
+        if (LOAD(skb, off + skip, path, ((left - 1) & (ROUTE_LEN - 1)) + 1))
+            return PASS;
+    }
+    __builtin_memset(req->route, 0, ROUTE_LEN);
     u32 out = 0;
-    bool in_digits = false, done = false;
+    bool in_digits = false;
 #pragma unroll
-    for (int i = 0; i < ROUTE_LEN - 1; i++) {
+    for (int i = 0; i < ROUTE_LEN - 1; i++) {  /* unrolled, with an exit at the path's end */
         char c = path[i];
         if (c == ' ' || c == '?' || c == '\r' || c == '\n' || c == 0)
-            done = true;
-        if (done)
-            continue;
+            break;
         if (c >= '0' && c <= '9') {
             if (in_digits)
                 continue;
@@ -82,108 +151,48 @@ static __always_inline void open_request(u64 id, u32 fd, u64 buf)
         req->route[out & (ROUTE_LEN - 1)] = c;
         out++;
     }
-    u64 key = fd_key(id, fd);
-    requests.update(&key, req);
+    req->method = method;
+    req->ts = bpf_ktime_get_ns();
+    return PASS;
 }
 
-/* The request awaiting a response on this fd of the current process, if any (its map key in *key). */
-static __always_inline struct inflight_req *awaiting_response(u32 fd, u64 *key)
+int http_egress(struct __sk_buff *skb)
 {
-    *key = fd_key(bpf_get_current_pid_tgid(), fd);
-    return requests.lookup(key);
-}
-
-static __always_inline void close_request(u64 key, struct inflight_req *req, u64 buf)
-{
-    char head[12] = {};
-    if (bpf_probe_read_user(&head, sizeof(head), (void *)buf) != 0)
-        return;
+    struct inflight_req *req = server_sock(skb);
+    if (!req || !req->ts)
+        return PASS;
+    u16 port;
+    u32 off = tcp_payload(skb, false, MIN_RESPONSE, &port);
+    if (!off)
+        return PASS;
+    char head[MIN_RESPONSE];
+    if (LOAD(skb, off, head, sizeof(head)))
+        return PASS;
     if (!(head[0] == 'H' && head[1] == 'T' && head[2] == 'T' && head[3] == 'P' && head[4] == '/' && head[5] == '1'))
-        return;
+        return PASS;
+    u64 us = (bpf_ktime_get_ns() - req->ts) / 1000;
+    req->ts = 0;
     u32 zero = 0;
     struct req_key *k = scratch.lookup(&zero);
     if (!k)
-        return;
+        return PASS;
     __builtin_memset(k, 0, sizeof(*k));
-    k->cgroup_id = bpf_get_current_cgroup_id();
-    bpf_get_current_comm(&k->comm, sizeof(k->comm));
+    k->cgroup_id = bpf_skb_cgroup_id(skb);
+    k->port = port;
     k->method = req->method;
     k->status_class = (head[9] >= '1' && head[9] <= '5') ? head[9] - '0' : 0;
     __builtin_memcpy(k->route, req->route, ROUTE_LEN);
-    u64 us = (bpf_ktime_get_ns() - req->ts) / 1000;
-    requests.delete(&key);
     struct hist init = {}, *h;
     if (augur_slot())
         h = http1.lookup_or_try_init(k, &init);
     else
         h = http0.lookup_or_try_init(k, &init);
     if (h) {
-        augur_hist_add(h, us);
+        augur_hist_add(h, us);  /* this CPU's copy */
     } else {
         u64 *n = overflow.lookup(&zero);
         if (n)
             __sync_fetch_and_add(n, 1);
     }
-}
-
-/* A read on an accepted socket: remember where its bytes land (one failed lookup for any other fd). */
-static __always_inline void on_read_enter(u32 fd, const void *buf)
-{
-    u64 id = bpf_get_current_pid_tgid();
-    u64 key = fd_key(id, fd);
-    if (!accepted.lookup(&key))
-        return;
-    struct read_args a = {.buf = (u64)buf, .fd = fd};
-    pending.update(&id, &a);
-}
-
-static __always_inline void on_read_exit(long ret)
-{
-    u64 id = bpf_get_current_pid_tgid();
-    struct read_args *a = pending.lookup(&id);
-    if (!a)
-        return;
-    struct read_args call = *a;
-    pending.delete(&id);
-    if (ret >= 14)
-        open_request(id, call.fd, call.buf);
-}
-
-static __always_inline void on_write(u32 fd, const void *buf)
-{
-    u64 key;
-    struct inflight_req *req = awaiting_response(fd, &key);
-    if (req)
-        close_request(key, req, (u64)buf);
-}
-
-static __always_inline void on_accept_exit(long ret)
-{
-    if (ret < 0)
-        return;
-    u64 key = fd_key(bpf_get_current_pid_tgid(), (u32)ret);
-    u8 one = 1;
-    accepted.update(&key, &one);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_accept) { on_accept_exit(args->ret); return 0; }
-TRACEPOINT_PROBE(syscalls, sys_exit_accept4) { on_accept_exit(args->ret); return 0; }
-TRACEPOINT_PROBE(syscalls, sys_enter_read) { on_read_enter(args->fd, args->buf); return 0; }
-TRACEPOINT_PROBE(syscalls, sys_exit_read) { on_read_exit(args->ret); return 0; }
-TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom) { on_read_enter(args->fd, args->ubuf); return 0; }
-TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom) { on_read_exit(args->ret); return 0; }
-TRACEPOINT_PROBE(syscalls, sys_enter_write) { on_write(args->fd, args->buf); return 0; }
-TRACEPOINT_PROBE(syscalls, sys_enter_sendto) { on_write(args->fd, args->buff); return 0; }
-
-TRACEPOINT_PROBE(syscalls, sys_enter_writev)
-{
-    u64 key;
-    struct inflight_req *req = awaiting_response(args->fd, &key);
-    if (!req)
-        return 0;
-    struct { u64 base; u64 len; } first = {}; /* the user's struct iovec: the first buffer holds the status line */
-    if (bpf_probe_read_user(&first, sizeof(first), (const void *)args->vec) != 0)
-        return 0;
-    close_request(key, req, first.base);
-    return 0;
+    return PASS;
 }

@@ -3,29 +3,22 @@
 #define AUGUR_HTTP_H
 
 #define ROUTE_LEN 32   /* the path is cut at '?', ' ' or this length (a power of two: used as a mask) */
-#define COMM_LEN 16
 
 enum http_method { M_OTHER = 0, M_GET, M_POST, M_PUT, M_DELETE, M_HEAD, M_PATCH, M_OPTIONS };
 
-struct read_args {      /* a read in flight: where its bytes land */
-    u64 buf;
-    u32 fd;
-    u32 pad;
-};
-
-struct inflight_req {   /* a request read, awaiting its response */
-    u64 ts;
+struct inflight_req {   /* per accepted socket: the request received and awaiting its response */
+    u64 ts;             /* 0: none */
     u8 method;
     u8 pad[7];
     char route[ROUTE_LEN];
 };
 
 struct req_key {
-    u64 cgroup_id;
-    char comm[COMM_LEN];
+    u64 cgroup_id;      /* the server socket's cgroup v2 id */
+    u16 port;           /* the server's local port (user space names the process listening on it) */
     u8 method;
     u8 status_class;    /* 1..5 for 1xx..5xx, 0 unknown */
-    u8 pad[6];
+    u8 pad[4];
     char route[ROUTE_LEN];
 };
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import time
 from pathlib import Path
@@ -49,6 +50,32 @@ class BpfProgram:
         self.stem = stem
         self._slot = 0
         self._lost_seen = 0
+        self._links: list[int] = []
+
+    def link_to_cgroups(self, programs: dict[str, str]) -> None:
+        """Link functions to the root of the cgroup v2 hierarchy, so they run for every socket of this host:
+        ``programs`` maps a function name to its kind, ``sock_ops``, ``ingress`` or ``egress`` (cgroup_skb).
+        They are bpf_links, detached when this process closes them or dies, never left behind in the kernel."""
+        bcc = ebpf.import_bcc()
+        kinds = {"sock_ops": (bcc.BPF.SOCK_OPS, bcc.BPFAttachType.CGROUP_SOCK_OPS),
+                 "ingress": (bcc.BPF.CGROUP_SKB, bcc.BPFAttachType.CGROUP_INET_INGRESS),
+                 "egress": (bcc.BPF.CGROUP_SKB, bcc.BPFAttachType.CGROUP_INET_EGRESS)}
+        root = ebpf.require_cgroup2()
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name, kind in programs.items():
+                prog_type, attach = kinds[kind]
+                fn = self.bpf.load_func(name, prog_type)
+                self._links.append(_link_create(fn.fd, fd, attach, f"{self.stem}.bpf.c:{name} to {root}"))
+        except BaseException:
+            self._close_links()
+            raise
+        finally:
+            os.close(fd)
+
+    def _close_links(self) -> None:
+        while self._links:
+            os.close(self._links.pop())
 
     def flip(self) -> int:
         """Point handlers at the other copy of the maps; returns the slot that is now idle and safe to read."""
@@ -72,7 +99,20 @@ class BpfProgram:
         return delta
 
     def close(self) -> None:
+        self._close_links()
         self.bpf.cleanup()
+
+
+def _link_create(prog_fd: int, target_fd: int, attach_type: int, what: str) -> int:
+    """libbpf's bpf_link_create (bcc's own attach for cgroups is the legacy one, which outlives the process)."""
+    lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
+    lib.bpf_link_create.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+    lib.bpf_link_create.restype = ctypes.c_int
+    fd = lib.bpf_link_create(prog_fd, target_fd, attach_type, None)
+    if fd < 0:
+        raise ebpf.EbpfUnavailable(f"linking {what} failed: {os.strerror(-fd)}; the kernel must allow cgroup "
+                                   f"BPF programs and BPF links (Linux >= 5.7)")
+    return fd
 
 
 def comm(raw: bytes) -> str:
@@ -80,5 +120,8 @@ def comm(raw: bytes) -> str:
 
 
 def hist_slots(h) -> tuple[list[int], int]:
-    """``struct hist`` -> (bucket counts, sum)."""
+    """``struct hist`` -> (bucket counts, sum); the value of a per-CPU map (an array of them) is summed."""
+    if not hasattr(h, "slots"):
+        parts = [hist_slots(one) for one in h]
+        return [sum(col) for col in zip(*(slots for slots, _ in parts))], sum(total for _, total in parts)
     return [int(x) for x in h.slots], int(h.sum)

@@ -1,4 +1,5 @@
-"""Turning kernel ids into names people use: cgroup id -> cgroup path and service name."""
+"""Turning kernel ids into names people use: cgroup id -> cgroup path and service name, a listening port -> the
+command of the process listening on it."""
 
 from __future__ import annotations
 
@@ -6,19 +7,7 @@ import os
 import time
 from pathlib import Path
 
-
-
-def cgroup2_root(mounts_file: Path = Path("/proc/self/mounts")) -> Path:
-    """The cgroup v2 mount (``/sys/fs/cgroup``, or ``/sys/fs/cgroup/unified`` on hybrid hosts): BPF's
-    bpf_get_current_cgroup_id() returns ids of this hierarchy."""
-    try:
-        for line in mounts_file.read_text().splitlines():
-            parts = line.split()
-            if len(parts) > 2 and parts[2] == "cgroup2":
-                return Path(parts[1])
-    except OSError:
-        pass
-    return Path("/sys/fs/cgroup")
+from infra.ebpf import cgroup2_root
 
 
 class CgroupNames:
@@ -62,3 +51,55 @@ def service_name(cgroup_path: str) -> str:
         if leaf.endswith(suffix):
             return leaf[: -len(suffix)]
     return leaf
+
+
+class ListeningPorts:
+    """TCP port -> command of the process listening on it, in this network namespace: the LISTEN sockets of
+    ``/proc/net/tcp{,6}`` matched to the processes' socket file descriptors. Rescans at most every ``refresh_s``
+    on a miss (a port nobody listens on stays a miss until then)."""
+
+    def __init__(self, proc: Path = Path("/proc"), refresh_s: float = 5.0):
+        self.proc, self.refresh_s = proc, refresh_s
+        self._commands: dict[int, str] = {}
+        self._scanned = float("-inf")
+
+    def _listening_inodes(self) -> dict[int, int]:
+        inodes: dict[int, int] = {}
+        for name in ("tcp", "tcp6"):
+            try:
+                lines = (self.proc / "net" / name).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                f = line.split()
+                if len(f) > 9 and f[3] == "0A":  # TCP_LISTEN
+                    inodes[int(f[9])] = int(f[1].rsplit(":", 1)[1], 16)
+        return inodes
+
+    def _scan(self) -> None:
+        inodes = self._listening_inodes()
+        ports = len(set(inodes.values()))
+        commands: dict[int, str] = {}
+        for pid in os.listdir(self.proc):
+            if len(commands) == ports:
+                break
+            if not pid.isdigit():
+                continue
+            fd_dir = self.proc / pid / "fd"
+            try:
+                for fd in os.listdir(fd_dir):
+                    link = os.readlink(fd_dir / fd)
+                    if link.startswith("socket:[") and int(link[8:-1]) in inodes:
+                        port = inodes[int(link[8:-1])]
+                        if port not in commands:
+                            commands[port] = (self.proc / pid / "comm").read_text().strip()
+            except (OSError, ValueError):
+                continue  # the process ended, or its fds are not ours to read
+        self._commands, self._scanned = commands, time.monotonic()
+
+    def command(self, port: int) -> str | None:
+        name = self._commands.get(port)
+        if name is None and time.monotonic() - self._scanned > self.refresh_s:
+            self._scan()
+            name = self._commands.get(port)
+        return name

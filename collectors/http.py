@@ -1,5 +1,10 @@
 """HTTP server requests (bpf/http.bpf.c): rate, latency histogram and status classes per service and
-normalised route, for plain HTTP/1.x servers in any language, with no change to the application."""
+normalised route, for plain HTTP/1.x servers in any language, with no change to the application.
+
+The kernel side watches the packets of accepted sockets (sock_ops and cgroup_skb programs on the cgroup v2
+root), where no process is current, so a request is keyed by its server socket's cgroup and local port: the
+service is the cgroup's name or, for a process in the root or a generic cgroup, the command of the process
+listening on that port."""
 
 from __future__ import annotations
 
@@ -9,8 +14,8 @@ import re
 from augur.config import Config
 from collectors import samples
 from collectors.base import Collector
-from collectors.bpf_loader import BpfProgram, comm, hist_slots
-from collectors.enrich import CgroupNames, service_name
+from collectors.bpf_loader import BpfProgram, hist_slots
+from collectors.enrich import CgroupNames, ListeningPorts, service_name
 
 PRODUCER = samples.producer("augur-collector-http")
 METHODS = {0: "_OTHER", 1: "GET", 2: "POST", 3: "PUT", 4: "DELETE", 5: "HEAD", 6: "PATCH", 7: "OPTIONS"}
@@ -50,24 +55,28 @@ class HttpCollector(Collector):
         self.host = host
         self.cgroups = cgroups or CgroupNames()
         self.routes = RouteCap(max_routes)
-        self.prog = BpfProgram("http", {"MAX_PIDS": cfg["collect.max-pids"], "MAX_KEYS": cfg["collect.max-keys"]},
-                               tuple(f"syscalls:{tp}" for tp in (
-                                   "sys_exit_accept", "sys_exit_accept4", "sys_enter_read", "sys_exit_read",
-                                   "sys_enter_recvfrom", "sys_exit_recvfrom", "sys_enter_write", "sys_enter_sendto",
-                                   "sys_enter_writev")))
+        self.ports = ListeningPorts()
+        self.prog = BpfProgram("http", {"MAX_KEYS": cfg["collect.max-keys"]})
+        try:
+            self.prog.link_to_cgroups({"http_sockops": "sock_ops", "http_ingress": "ingress", "http_egress": "egress"})
+        except BaseException:
+            self.prog.close()
+            raise
         self._overflow_seen = 0
 
-    def service(self, cgroup_id: int, command: str) -> str:
+    def service(self, cgroup_id: int, port: int) -> str:
         path = self.cgroups.path(cgroup_id)
         name = service_name(path)
-        # processes in the root or a generic cgroup are named by their command instead
-        return command if path in ("/", "") or name in ("/", "user", "init") or name.startswith("cgroup-") else name
+        if path in ("/", "") or name in ("/", "user", "init") or name.startswith("cgroup-"):
+            # processes in the root or a generic cgroup are named by their command instead
+            return self.ports.command(port) or f"port-{port}"
+        return name
 
     def collect(self, ts_ms: int, interval_ms: int) -> list[dict]:
         idle = self.prog.flip()
         merged: dict[tuple, tuple[list[int], int]] = {}
         for key, h in self.prog.drain("http", idle):
-            service = self.service(key.cgroup_id, comm(key.comm))
+            service = self.service(key.cgroup_id, key.port)
             route = self.routes(service, normalise_route(key.route.split(b"\0", 1)[0].decode("utf-8", "replace")))
             status = f"{key.status_class}xx" if key.status_class else "unknown"
             k = (service, METHODS.get(key.method, "_OTHER"), route, status)

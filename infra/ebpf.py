@@ -79,6 +79,37 @@ def prepare() -> None:
     import_bcc()
 
 
+def cgroup2_root(mounts_file: Path = Path("/proc/self/mounts")) -> Path:
+    """The cgroup v2 mount (``/sys/fs/cgroup``, or ``/sys/fs/cgroup/unified`` on hybrid hosts): BPF's
+    bpf_get_current_cgroup_id() and bpf_skb_cgroup_id() return ids of this hierarchy."""
+    try:
+        for line in mounts_file.read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 2 and parts[2] == "cgroup2":
+                return Path(parts[1])
+    except OSError:
+        pass
+    return Path("/sys/fs/cgroup")
+
+
+CGROUP2_FALLBACK = Path("/sys/fs/cgroup/unified")  # where hybrid (v1 + v2) hosts mount it
+
+
+def require_cgroup2() -> Path:
+    """The cgroup v2 mount (``/sys/fs/cgroup``, or ``/sys/fs/cgroup/unified`` on hybrid hosts), which cgroup BPF
+    programs attach to; mounted at the hybrid place when there is none (as root), else a clear error."""
+    root = cgroup2_root()
+    if (root / "cgroup.procs").exists():
+        return root
+    proc = subprocess.run(["sh", "-c", f"mkdir -p {CGROUP2_FALLBACK} && mount -t cgroup2 none {CGROUP2_FALLBACK}"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not (CGROUP2_FALLBACK / "cgroup.procs").exists():
+        raise EbpfUnavailable(f"no cgroup v2 hierarchy is mounted (the HTTP collector links its programs to its "
+                              f"root) and mounting one failed ({proc.stderr.strip()}); mount one: mkdir -p "
+                              f"{CGROUP2_FALLBACK} && mount -t cgroup2 none {CGROUP2_FALLBACK}")
+    return CGROUP2_FALLBACK
+
+
 def tracepoint_exists(category: str, event: str) -> bool:
     return (TRACEFS / "events" / category / event / "format").exists()
 

@@ -312,6 +312,62 @@ def test_http_requests_per_route_with_known_latency_and_status_mix():
         srv.shutdown()
 
 
+def test_http_over_ipv6_with_a_bare_request_named_by_the_listening_command():
+    """IPv6 segments, a request shorter than the kernel's route buffer, connections accepted before the collector
+    (not seen, as documented), and the service named by the command listening on the port."""
+    import http.client
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from collectors.http import HttpCollector
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            self.send_response(204 if self.path == "/" else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    class Server6(ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    srv = Server6(("::1", 0), Handler)
+    port = srv.server_address[1]
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    early = http.client.HTTPConnection("::1", port)  # accepted before the collector is loaded
+    early.request("GET", "/early/1")
+    early.getresponse().read()
+    c = HttpCollector(CFG, HOST)
+    try:
+        c.collect(0, 1)
+        for i in range(3):
+            early.request("GET", f"/early/{i}")
+            early.getresponse().read()
+        conn = http.client.HTTPConnection("::1", port)
+        for i in range(7):
+            conn.request("GET", f"/six/items/{i}")
+            conn.getresponse().read()
+        conn.close()
+        with socket.create_connection(("::1", port)) as s:  # 18 bytes: the path is read short of ROUTE_LEN
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert s.recv(64).startswith(b"HTTP/1.1 204")
+        time.sleep(0.1)
+        out = valid(c.collect(1, 1000))
+        command = Path("/proc/self/comm").read_text().strip()
+        mine = by_metric(out, "http.server.requests", service=command)
+        assert total(mine, "http.server.requests", **{"http.route": "/six/items/{id}",
+                                                        "http.response.status_class": "2xx"}) == 7
+        assert total(mine, "http.server.requests", **{"http.route": "/", "http.response.status_class": "2xx"}) == 1
+        assert not by_metric(out, "http.server.requests", **{"http.route": "/early/{id}"})
+    finally:
+        early.close()
+        c.close()
+        srv.shutdown()
+
+
 def test_route_normalisation_and_cap():
     from collectors.http import OTHER_ROUTE, RouteCap, normalise_route
     assert normalise_route("/users/0/orders") == "/users/{id}/orders"
