@@ -58,14 +58,17 @@ static __always_inline u32 tcp_payload(struct __sk_buff *skb, bool ingress, u32 
     }
     if (proto != IPPROTO_TCP)
         return 0;
-    u16 ports[2];
-    u8 doff;
-    if (LOAD(skb, off, ports, sizeof(ports)) || LOAD(skb, off + 12, &doff, 1))
+    struct {  /* the TCP header up to its data offset, read in one call */
+        u16 ports[2];
+        u8 seq_ack[8];
+        u8 doff;
+    } __attribute__((packed)) tcp;
+    if (LOAD(skb, off, &tcp, sizeof(tcp)))
         return 0;
-    off += (doff >> 4) * 4;
+    off += (tcp.doff >> 4) * 4;
     if (skb->len < off + min_len)
         return 0;
-    *port = bpf_ntohs(ingress ? ports[1] : ports[0]);
+    *port = bpf_ntohs(ingress ? tcp.ports[1] : tcp.ports[0]);
     return off;
 }
 

@@ -89,10 +89,9 @@ class ListeningPorts:
             try:
                 for fd in os.listdir(fd_dir):
                     link = os.readlink(fd_dir / fd)
-                    if link.startswith("socket:[") and int(link[8:-1]) in inodes:
-                        port = inodes[int(link[8:-1])]
-                        if port not in commands:
-                            commands[port] = (self.proc / pid / "comm").read_text().strip()
+                    port = inodes.get(int(link[8:-1])) if link.startswith("socket:[") else None
+                    if port is not None and port not in commands:
+                        commands[port] = (self.proc / pid / "comm").read_text().strip()
             except (OSError, ValueError):
                 continue  # the process ended, or its fds are not ours to read
         self._commands, self._scanned = commands, time.monotonic()

@@ -44,14 +44,19 @@ def _link_headers() -> None:
         source.symlink_to(common_dirs[-1])
 
 
-def _mount_tracefs() -> None:
-    if (TRACEFS / "events").exists():
+def _mount(fstype: str, target: Path, marker: str, what: str) -> None:
+    """Mount ``fstype`` at ``target`` unless ``target/marker`` shows it is there already (root), or say how."""
+    if (target / marker).exists():
         return
-    TRACEFS.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tracefs", "tracefs", str(TRACEFS)], capture_output=True, text=True)
-    if proc.returncode != 0 or not (TRACEFS / "events").exists():
-        raise EbpfUnavailable(f"tracefs is not mounted at {TRACEFS} and mounting it failed ({proc.stderr.strip()}); "
-                              f"run: mount -t tracefs tracefs {TRACEFS}")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(["mount", "-t", fstype, fstype, str(target)], capture_output=True, text=True)
+        error = proc.stderr.strip()
+    except OSError as e:
+        error = str(e)
+    if not (target / marker).exists():
+        raise EbpfUnavailable(f"{what} is not mounted at {target} and mounting it failed ({error}); "
+                              f"run: mkdir -p {target} && mount -t {fstype} {fstype} {target}")
 
 
 def import_bcc():
@@ -74,7 +79,7 @@ def prepare() -> None:
     if not Path("/sys/kernel/btf/vmlinux").exists():
         raise EbpfUnavailable("this kernel exposes no BTF (/sys/kernel/btf/vmlinux): a kernel built with "
                               "CONFIG_DEBUG_INFO_BTF=y is needed")
-    _mount_tracefs()
+    _mount("tracefs", TRACEFS, "events", "tracefs")
     _link_headers()
     import_bcc()
 
@@ -101,12 +106,8 @@ def require_cgroup2() -> Path:
     root = cgroup2_root()
     if (root / "cgroup.procs").exists():
         return root
-    proc = subprocess.run(["sh", "-c", f"mkdir -p {CGROUP2_FALLBACK} && mount -t cgroup2 none {CGROUP2_FALLBACK}"],
-                          capture_output=True, text=True)
-    if proc.returncode != 0 or not (CGROUP2_FALLBACK / "cgroup.procs").exists():
-        raise EbpfUnavailable(f"no cgroup v2 hierarchy is mounted (the HTTP collector links its programs to its "
-                              f"root) and mounting one failed ({proc.stderr.strip()}); mount one: mkdir -p "
-                              f"{CGROUP2_FALLBACK} && mount -t cgroup2 none {CGROUP2_FALLBACK}")
+    _mount("cgroup2", CGROUP2_FALLBACK, "cgroup.procs",
+           "cgroup v2 (the HTTP collector links its programs to its root)")
     return CGROUP2_FALLBACK
 
 
