@@ -48,12 +48,36 @@ def init_state(h: int) -> np.ndarray:
     return state
 
 
-@njit(cache=True)
+# exp for the gates, in plain arithmetic so that a loop of activations compiles to SIMD code (libm's exp is a call
+# per element): Cody-Waite reduction v = n ln2 + r with |r| <= ln2 / 2, a degree-12 Taylor polynomial for e^r and a
+# table for 2^n. Within 1 ulp of exp over the clamped range, and both uses saturate there: sigmoid(-40) is 4e-18
+# and tanh(20) rounds to 1.0.
+_GATE_CLAMP = 40.0
+_POW2 = 2.0 ** np.arange(-64, 65)
+_LN2_HI = 6.93147180369123816490e-01   # ln 2 split so that n * _LN2_HI is exact for |n| < 2^20
+_LN2_LO = 1.90821492927058770002e-10
+_LOG2E = 1.4426950408889634
+
+
+@njit(cache=True, inline="always")
 def _sigmoid(v: float) -> float:
-    return 1.0 / (1.0 + np.exp(-v))
+    e = min(max(-v, -_GATE_CLAMP), _GATE_CLAMP)
+    n = np.floor(e * _LOG2E + 0.5)
+    r = e - n * _LN2_HI - n * _LN2_LO
+    p = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
+        1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (
+            1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600))))))))))))
+    return 1.0 / (1.0 + p * _POW2[int(n) + 64])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _tanh(v: float) -> float:
+    return 2.0 * _sigmoid(2.0 * v) - 1.0
+
+
+# error_model="numpy": a division by zero (which cannot happen here) would not raise, so the activation loops have
+# no branch out and vectorise
+@njit(cache=True, error_model="numpy")
 def cell(weights: np.ndarray, hc: np.ndarray, gates: np.ndarray, u: float) -> float:
     """Advance the hidden/cell vectors ``hc = [h, c]`` by one normalised input u (``gates``: scratch of 4H);
     return the next normalised output."""
@@ -64,23 +88,23 @@ def cell(weights: np.ndarray, hc: np.ndarray, gates: np.ndarray, u: float) -> fl
     b_hh = b_ih + 4 * hs
     w_out = b_hh + 4 * hs
     b_out = w_out + hs
+    h = hc[:hs]
+    c = hc[hs:2 * hs]
     for g in range(4 * hs):
         acc = weights[w_ih + g] * u + weights[b_ih + g] + weights[b_hh + g]
         row = w_hh + g * hs
         for j in range(hs):
-            acc += weights[row + j] * hc[j]
+            acc += weights[row + j] * h[j]
         gates[g] = acc
+    for k in range(4 * hs):   # input, forget and output gates: sigmoid; cell gate: tanh = 2 sigmoid(2v) - 1
+        m = 2.0 if 2 * hs <= k < 3 * hs else 1.0
+        gates[k] = m * _sigmoid(m * gates[k]) - (m - 1.0)
+    for j in range(hs):
+        c[j] = gates[hs + j] * c[j] + gates[j] * gates[2 * hs + j]
+        h[j] = gates[3 * hs + j] * _tanh(c[j])
     out = weights[b_out]
     for j in range(hs):
-        i_g = _sigmoid(gates[j])
-        f_g = _sigmoid(gates[hs + j])
-        g_g = np.tanh(gates[2 * hs + j])
-        o_g = _sigmoid(gates[3 * hs + j])
-        c = f_g * hc[hs + j] + i_g * g_g
-        hc[hs + j] = c
-        hc[j] = o_g * np.tanh(c)
-    for j in range(hs):
-        out += weights[w_out + j] * hc[j]
+        out += weights[w_out + j] * h[j]
     return out
 
 

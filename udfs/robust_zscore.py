@@ -4,8 +4,9 @@
 turning every wiggle into an enormous z.
 
 State is one float64 array ``[n_learned, next_pos, n_rejected_in_a_row, w_0 .. w_{W-1}, s_0 .. s_{W-1}]``: a ring
-of the last W learned values and the same values kept sorted, so the median is a lookup and the MAD one merge of
-the two sides of the median (O(W) per point, no sort), and it lives in Flink keyed state or a checkpoint as plain numbers. Scoring is causal: ``step``
+of the last W learned values and the same values kept sorted, so the median is a lookup, the MAD a bisection over
+the two sides of the median (O(log W)) and learning one shift of the sorted copy (no sort); it lives in Flink keyed
+state or a checkpoint as plain numbers. Scoring is causal: ``step``
 scores x against the past, then learns it, except that values scoring at or beyond the threshold are kept out of
 the history (so an incident does not become its own baseline) for at most W in a row, after which a level shift is
 accepted as the new normal. During warm-up (fewer than ``min_history`` values) the score is NaN; NaN inputs score
@@ -50,24 +51,38 @@ def _median_sorted(s: np.ndarray) -> float:
 
 @njit(cache=True)
 def _mad_sorted(s: np.ndarray, med: float) -> float:
-    """Median of |s - med| for sorted s: merge the deviations left and right of the median in increasing order."""
+    """Median of |s - med| for sorted s, in O(log n): the deviations left of the median, ``med - s[hi-1],
+    med - s[hi-2], ..`` and right of it, ``s[hi] - med, ..``, are two sorted runs, and the k-th smallest of two
+    sorted runs is found by bisecting how many of them come from the left one."""
     n = s.shape[0]
     hi = np.searchsorted(s, med)          # s[hi:] >= med; s[:hi] < med
-    lo = hi - 1
-    want_a = (n - 1) // 2
-    want_b = n // 2
-    a = b = 0.0
-    for k in range(want_b + 1):
-        if lo >= 0 and (hi >= n or med - s[lo] <= s[hi] - med):
-            d = med - s[lo]
-            lo -= 1
+    n_left = hi
+    n_right = n - hi
+    k = (n - 1) // 2                      # the lower median's rank; the upper one is k + 1 when n is even
+    take = k + 1                          # deviations up to and including rank k
+    lo_i = max(0, take - n_right)
+    hi_i = min(take, n_left)
+    while True:
+        i = (lo_i + hi_i) // 2            # i from the left run, take - i from the right run
+        j = take - i
+        if i < n_left and j > 0 and s[hi + j - 1] - med > med - s[hi - 1 - i]:
+            lo_i = i + 1                  # the right run's last taken exceeds the left run's next: take more left
+        elif i > 0 and j < n_right and med - s[hi - i] > s[hi + j] - med:
+            hi_i = i - 1                  # and the other way round
         else:
-            d = s[hi] - med
-            hi += 1
-        if k == want_a:
-            a = d
-        if k == want_b:
-            b = d
+            break
+    a = -np.inf
+    if i > 0:
+        a = med - s[hi - i]
+    if j > 0:
+        a = max(a, s[hi + j - 1] - med)
+    if n % 2:
+        return a
+    b = np.inf                            # the next deviation after rank k
+    if i < n_left:
+        b = med - s[hi - 1 - i]
+    if j < n_right:
+        b = min(b, s[hi + j] - med)
     return 0.5 * (a + b)
 
 
@@ -91,15 +106,20 @@ def learn(state: np.ndarray, x: float) -> None:
     pos = int(state[1])
     n = int(min(state[0], window))
     srt = state[HEADER + window:HEADER + 2 * window]
-    if n == window:                       # the ring is full: drop its oldest value from the sorted copy
-        i = np.searchsorted(srt[:n], state[HEADER + pos])
-        for j in range(i, n - 1):
+    if n == window:                       # the ring is full: x takes its oldest value's place in the sorted copy,
+        j = np.searchsorted(srt[:n], state[HEADER + pos])   # and slides to where it belongs (one shift, not two)
+        while j > 0 and srt[j - 1] > x:
+            srt[j] = srt[j - 1]
+            j -= 1
+        while j < n - 1 and srt[j + 1] < x:
             srt[j] = srt[j + 1]
-        n -= 1
-    i = np.searchsorted(srt[:n], x)
-    for j in range(n, i, -1):
-        srt[j] = srt[j - 1]
-    srt[i] = x
+            j += 1
+        srt[j] = x
+    else:
+        i = np.searchsorted(srt[:n], x)
+        for j in range(n, i, -1):
+            srt[j] = srt[j - 1]
+        srt[i] = x
     state[HEADER + pos] = x
     state[1] = (pos + 1) % window
     state[0] += 1.0
