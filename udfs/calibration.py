@@ -30,11 +30,17 @@ def init_state(n_bins: int) -> np.ndarray:
 
 @njit(cache=True)
 def bin_of(raw: float, n_bins: int, lo: float, hi: float) -> int:
+    return bin_of_logs(raw, n_bins, lo, hi, np.log(lo), np.log(hi))
+
+
+@njit(cache=True)
+def bin_of_logs(raw: float, n_bins: int, lo: float, hi: float, log_lo: float, log_hi: float) -> int:
+    """:func:`bin_of` with the edges' logs given (the ensemble takes them once per point for its six calibrators)."""
     if raw <= lo:
         return 0
     if raw >= hi:
         return n_bins - 1
-    return 1 + int((np.log(raw) - np.log(lo)) / (np.log(hi) - np.log(lo)) * (n_bins - 2))
+    return 1 + int((np.log(raw) - log_lo) / (log_hi - log_lo) * (n_bins - 2))
 
 
 @njit(cache=True)
@@ -60,11 +66,18 @@ def _add(tree: np.ndarray, b: int, amount: float) -> None:
 @njit(cache=True)
 def step(state: np.ndarray, raw: float, lo: float, hi: float, min_total: int, max_total: float,
          tail_index: float) -> float:
+    return step_logs(state, raw, lo, hi, np.log(lo), np.log(hi), min_total, max_total, tail_index)
+
+
+@njit(cache=True)
+def step_logs(state: np.ndarray, raw: float, lo: float, hi: float, log_lo: float, log_hi: float, min_total: int,
+              max_total: float, tail_index: float) -> float:
+    """:func:`step` with the logs of ``lo`` and ``hi`` given."""
     if np.isnan(raw):
         return np.nan
     tree = state[HEADER:]
     n_bins = tree.shape[0]
-    b = bin_of(raw, n_bins, lo, hi)
+    b = bin_of_logs(raw, n_bins, lo, hi, log_lo, log_hi)
     total = state[TOTAL]
     p = np.nan
     if total >= min_total:

@@ -162,9 +162,11 @@ def _step(off: np.ndarray, state: np.ndarray, params: np.ndarray, season: np.nda
     if params[P_WEIGHTS + CONTEXT] > 0:
         raw[CONTEXT] = context_novelty.step(state[off[4]:off[5]], x, int(params[P_CTX_BINS]),
                                             int(params[P_CTX_LENGTH]), params[P_CTX_DECAY], min_history)
+    cal_lo, cal_hi = params[P_CAL_LO], params[P_CAL_HI]
+    log_lo, log_hi = np.log(cal_lo), np.log(cal_hi)
     for d in range(N_DET):
-        p = calibration.step(state[off[5 + d]:off[6 + d]], raw[d], params[P_CAL_LO], params[P_CAL_HI],
-                             int(params[P_CAL_MIN]), params[P_CAL_MAX], params[P_TAIL_INDEX])
+        p = calibration.step_logs(state[off[5 + d]:off[6 + d]], raw[d], cal_lo, cal_hi, log_lo, log_hi,
+                                  int(params[P_CAL_MIN]), params[P_CAL_MAX], params[P_TAIL_INDEX])
         if np.isnan(p) or d == CONTEXT:  # abstaining or warming up; or a surprise, which has no z to be material
             probs[d] = p
         else:                            # rare for this series is not enough: the deviation must also be material
