@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from augur import __version__
@@ -173,6 +174,7 @@ def _run_collectors(cfg: Config, args, telemetry_out, events_out) -> int:
     print(f"augur collect: {', '.join(names)} every {cfg['collect.interval-ms'] / 1000:g} s on {runner.host}"
           + (f"; self-metrics on http://127.0.0.1:{cfg['collect.prometheus-port']}/metrics" if server else ""),
           file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)     # SIGTERM stops as Ctrl-C does: all flushed
     try:
         runner.run(duration_s=args.duration)
     except KeyboardInterrupt:

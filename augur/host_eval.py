@@ -15,6 +15,10 @@ Alarmed windows closer than ``--merge-min`` minutes form one incident. An incide
 the fault (or starts within ``--grace-min`` after it) detects it; any other incident is a false alarm. Reports
 precision, recall and F1 over events and the detection delay (first alarm minus fault start), and ends with
 ``HOSTS iforest_f1=.. ensemble_f1=.. either_f1=..``.
+
+``--recording DIR`` scores a real drill instead (:mod:`augur.fault_drill`: this host's real kernel telemetry with
+real injected faults and their labels): windows of ``--window`` (default 5s, as the drill samples every second),
+forests trained on the windows before the first fault, merge and grace of 1 minute unless given.
 """
 
 from __future__ import annotations
@@ -97,20 +101,47 @@ def event_scores(alarms: dict[str, np.ndarray], faults: list[Fault], merge_ms: i
             "delay_min": float(np.median(delays)) if delays else float("nan"), "missed": missed}
 
 
+def recorded(directory: str) -> tuple[list[dict], list[Fault]]:
+    """A drill's telemetry samples (in event-time order) and its faults."""
+    from collectors.faults import read_labels
+    from collectors.recording import read_recording
+    from schemas import topics
+    samples = [r for t, r in read_recording(f"{directory}/recording.jsonl.gz") if t is topics.TELEMETRY]
+    samples.sort(key=lambda r: r["ts"])
+    return samples, read_labels(f"{directory}/labels.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m augur.host_eval", description=__doc__.split("\n\n")[0])
     ap.add_argument("--train-hours", type=int, default=24)
     ap.add_argument("--test-hours", type=int, default=24)
-    ap.add_argument("--merge-min", type=int, default=10)
-    ap.add_argument("--grace-min", type=int, default=10)
+    ap.add_argument("--merge-min", type=float, help="alarms this close form one incident (default 10; recordings 1)")
+    ap.add_argument("--grace-min", type=float, help="an incident starting this soon after a fault still detects it "
+                                                   "(default 10; recordings 1)")
+    ap.add_argument("--recording", help="a directory written by `python -m augur.fault_drill`")
+    ap.add_argument("--window", default="5s", help="window size for --recording")
     args = ap.parse_args(argv)
     from augur.config import Config
+    from collectors.faults import parse_duration_ms
     from jobs import reference, steps
-    gen, faults = scenario(args.train_hours, args.test_hours)
-    split = T0 + args.train_hours * H
     start = time.perf_counter()
-    samples = (s for batch in gen.iter_range(T0, split + args.test_hours * H) for s in batch)
-    out = reference.run(samples, MIN, steps.EnsembleFeatureScorer.from_config(Config()))
+    if args.recording:
+        samples, faults = recorded(args.recording)
+        window_ms = parse_duration_ms(args.window)
+        split = min(f.start_ms for f in faults) - window_ms
+        default_merge = 1.0
+        what = (f"{len(faults)} real faults ({', '.join(f.kind for f in faults)}) recorded on "
+                f"{', '.join(sorted({f.host for f in faults}))}, {len(samples):,} samples; windows of {args.window}, "
+                f"{(split - samples[0]['ts']) / MIN:.1f} min before the first fault")
+    else:
+        gen, faults = scenario(args.train_hours, args.test_hours)
+        window_ms = MIN
+        split = T0 + args.train_hours * H
+        samples = (s for batch in gen.iter_range(T0, split + args.test_hours * H) for s in batch)
+        default_merge = 10.0
+        what = (f"{len(faults)} faults ({', '.join(FAULT_KINDS)}, twice each) on {gen.hosts} hosts; train "
+                f"{args.train_hours} h, test {args.test_hours} h")
+    out = reference.run(samples, window_ms, steps.EnsembleFeatureScorer.from_config(Config()))
     built = time.perf_counter() - start
     import tempfile
     with tempfile.TemporaryDirectory() as registry_dir:
@@ -123,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     alarms["either"] = {h: np.concatenate([alarms["iforest"].get(h, np.empty(0, np.int64)),
                                            alarms["ensemble"].get(h, np.empty(0, np.int64))])
                         for h in set(alarms["iforest"]) | set(alarms["ensemble"])}
-    merge, grace = args.merge_min * MIN, args.grace_min * MIN
-    print(f"{len(faults)} faults ({', '.join(FAULT_KINDS)}, twice each) on {gen.hosts} hosts; train "
-          f"{args.train_hours} h, test {args.test_hours} h; features + univariate scoring took {built:.0f} s")
+    merge = int((args.merge_min if args.merge_min is not None else default_merge) * MIN)
+    grace = int((args.grace_min if args.grace_min is not None else default_merge) * MIN)
+    print(f"{what}; features + univariate scoring took {built:.0f} s")
     print(f"{'detector':<10} {'precision':>9} {'recall':>7} {'F1':>6} {'incidents':>9} {'false':>6} "
           f"{'delay(min, median)':>19}  missed")
     results = {}

@@ -16,6 +16,7 @@ from collectors import samples
 from collectors.base import Collector
 from collectors.bpf_loader import BpfProgram, hist_slots
 from collectors.enrich import CgroupNames, ListeningPorts, service_name
+from schemas import series
 
 PRODUCER = samples.producer("augur-collector-http")
 METHODS = {0: "_OTHER", 1: "GET", 2: "POST", 3: "PUT", 4: "DELETE", 5: "HEAD", 6: "PATCH", 7: "OPTIONS"}
@@ -92,7 +93,7 @@ class HttpCollector(Collector):
             if not hist:
                 continue
             attrs = {"service": service, "http.request.method": method, "http.route": route,
-                     "http.response.status_class": status}
+                     series.HTTP_STATUS_CLASS: status}
             out.append(samples.sample(PRODUCER, self.host, ts_ms, interval_ms, "http.server.request.duration",
                                       "histogram", "us", attrs, hist=hist))
             out.append(samples.sample(PRODUCER, self.host, ts_ms, interval_ms, "http.server.requests", "delta",

@@ -15,6 +15,7 @@ import numpy as np
 
 from collectors import samples
 from collectors.faults import Fault
+from schemas import series
 
 PRODUCER = samples.producer("augur-synthetic")
 DAY_MS = 86_400_000
@@ -140,9 +141,9 @@ class SyntheticTelemetry:
                               hist=log2_histogram(rng_next(), n, lat_median, 0.5)))
             err = min(0.25 * burst_mag, 0.9) if burst and primary else 0.002
             n5 = int(rng_next().binomial(n, err))
-            out.append(sample("http.server.requests", "delta", "{request}", {**attrs, "status_class": "2xx"},
+            out.append(sample("http.server.requests", "delta", "{request}", {**attrs, series.HTTP_STATUS_CLASS: "2xx"},
                               value=int(n - n5)))
-            out.append(sample("http.server.requests", "delta", "{request}", {**attrs, "status_class": "5xx"},
+            out.append(sample("http.server.requests", "delta", "{request}", {**attrs, series.HTTP_STATUS_CLASS: "5xx"},
                               value=n5))
         # memory
         leak, leak_mag, leak_progress = self._effect(host, "memory_leak", t)

@@ -35,6 +35,9 @@ METRIC_SIGNAL = {"system.cpu.utilization": "cpu", "ebpf.runqueue.latency": "runq
                  "ebpf.block.io.latency": "io_p99", "ebpf.tcp.retransmits": "retrans",
                  "http.server.request.duration": "http_p99", "system.memory.usage": "memory",
                  "system.filesystem.usage": "filesystem"}
+# signals that count events: the collectors send a count only when it is not zero, so a window of the host with no
+# sample of one had none (not "unknown": a quiet signal that starts counting is then judged against its zeros)
+ZERO_WHEN_ABSENT = ("retrans",)
 REQUESTS_METRIC = "http.server.requests"
 REQUESTS, ERRORS = "requests", "errors_5xx"
 # each signal's smallest trusted scale on its stabilised axis (the floors of its metric's type)
@@ -59,7 +62,7 @@ def add_contribution(parts: Parts, feature: dict) -> None:
     metric = feature["metric"]
     if metric == REQUESTS_METRIC:
         parts.setdefault(REQUESTS, {})[feature["series_id"]] = float(v)
-        if feature["attrs"].get("status_class") == "5xx":
+        if feature["attrs"].get(series.HTTP_STATUS_CLASS) == "5xx":
             parts.setdefault(ERRORS, {})[feature["series_id"]] = float(v)
         return
     signal = METRIC_SIGNAL.get(metric)
@@ -73,7 +76,8 @@ def _ordered_sum(values: dict[str, float]) -> float:
 
 
 def host_row(parts: Parts) -> np.ndarray:
-    """The window's row of :data:`SIGNALS` (NaN where the host reported nothing for a signal)."""
+    """The window's row of :data:`SIGNALS`: NaN where the host reported nothing for a signal, except 0 for the event
+    counts of :data:`ZERO_WHEN_ABSENT` (and an error ratio of 0 for requests without a 5xx)."""
     row = np.full(len(SIGNALS), np.nan)
     for i, name in enumerate(SIGNALS):
         if name == "http_errors":
@@ -82,6 +86,8 @@ def host_row(parts: Parts) -> np.ndarray:
                 row[i] = _ordered_sum(parts.get(ERRORS, {})) / total
         elif parts.get(name):
             row[i] = _ordered_sum(parts[name]) / len(parts[name])
+        elif name in ZERO_WHEN_ABSENT:
+            row[i] = 0.0
     return row
 
 

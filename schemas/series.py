@@ -11,6 +11,11 @@ import json
 from typing import Mapping
 
 
+# The attribute every producer gives an HTTP request count or latency for its status class ("2xx", "5xx", ...,
+# "unknown"): OpenTelemetry's name. The host-state job's error ratio reads it.
+HTTP_STATUS_CLASS = "http.response.status_class"
+
+
 def canonical_identity(host: str, metric: str, attrs: Mapping[str, str]) -> bytes:
     items = [[k, attrs[k]] for k in sorted(attrs)]
     return json.dumps([host, metric, items], separators=(",", ":"), ensure_ascii=False).encode("utf-8")

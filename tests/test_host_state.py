@@ -54,9 +54,9 @@ def test_a_hosts_row_does_not_depend_on_the_order_its_series_arrive():
     end = 10 * W
     feats = [feature("h", "system.cpu.utilization", "gauge", 0.1 * (i + 1) + 1e-9 * i, end, {"cpu": str(i)})
              for i in range(16)]
-    feats += [feature("h", "http.server.requests", "counter", 30.0, end, {"status_class": "2xx"}),
-              feature("h", "http.server.requests", "counter", 6.0, end, {"status_class": "4xx"}),
-              feature("h", "http.server.requests", "counter", 4.0, end, {"status_class": "5xx"}),
+    feats += [feature("h", "http.server.requests", "counter", 30.0, end, {series.HTTP_STATUS_CLASS: "2xx"}),
+              feature("h", "http.server.requests", "counter", 6.0, end, {series.HTTP_STATUS_CLASS: "4xx"}),
+              feature("h", "http.server.requests", "counter", 4.0, end, {series.HTTP_STATUS_CLASS: "5xx"}),
               feature("h", "ebpf.block.io.latency", "histogram", None, end)]          # no value: adds nothing
     rows = []
     for seed in range(5):
@@ -68,7 +68,30 @@ def test_a_hosts_row_does_not_depend_on_the_order_its_series_arrive():
     row = dict(zip(host_state.SIGNALS, rows[0]))
     assert row["http_errors"] == 4.0 / 40.0
     assert row["cpu"] == pytest.approx(np.mean([0.1 * (i + 1) for i in range(16)]))
-    assert np.isnan(row["io_p99"]) and np.isnan(row["retrans"])
+    assert np.isnan(row["io_p99"])                                     # not reported: unknown
+    assert row["retrans"] == 0.0                                       # no retransmit counted: none happened
+
+
+def test_retransmits_starting_on_a_quiet_host_are_judged_at_once():
+    """The TCP collector sends retransmit counts only when there were some: a storm on a host that never had one
+    must be a departure from zero in its first window, not a new signal that leaves the host unjudged while it
+    warms up (what a recorded drill showed)."""
+    params = host_state.HostParams()
+    scorer = host_state.HostScorer(params, ModelRegistry(None))
+    state = scorer.init_state()
+    k = host_state.SIGNALS.index("retrans")
+    for i in range(params.min_history + 5):
+        parts: host_state.Parts = {}
+        host_state.add_contribution(parts, feature("h", "system.cpu.utilization", "gauge", 0.3, (i + 1) * W))
+        z, ready = scorer.residuals(state, parts)
+    assert ready and z[k] == 0.0
+    storm = (params.min_history + 6) * W
+    parts = {}
+    for f in (feature("h", "system.cpu.utilization", "gauge", 0.3, storm),
+              feature("h", "ebpf.tcp.retransmits", "delta", 40.0, storm, {"port": "8080"})):
+        host_state.add_contribution(parts, f)
+    z, ready = scorer.residuals(state, parts)
+    assert ready and z[k] > params.outlier_z
 
 
 def windows_of(n: int, rng, shift_at: int | None = None) -> list[dict]:

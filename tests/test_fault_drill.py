@@ -1,0 +1,102 @@
+"""The fault drill (augur.fault_drill): real faults, injected on this host, show in the real collectors' recording
+where and when its labels say. A short drill needs root and eBPF (CI runs it; elsewhere it skips with the reason);
+the committed 38-minute drill in tests/data/fault_drill is checked the same way anywhere."""
+
+from pathlib import Path
+
+import numpy as np
+
+from tests.ebpf_support import require_ebpf, require_root
+
+COMMITTED_DRILL = Path(__file__).parent / "data" / "fault_drill"
+
+
+def _series(samples, metric, **attrs):
+    return [s for s in samples if s["metric"] == metric and all(s["attrs"].get(k) == v for k, v in attrs.items())]
+
+
+def _inside(s, f):
+    return f.start_ms + 1500 <= s["ts"] <= f.end_ms       # a sample covers the second before its ts
+
+
+def _outside(s, faults):
+    return all(not (f.start_ms <= s["ts"] <= f.end_ms + 2500) for f in faults)
+
+
+def test_a_short_drill_records_each_fault_where_its_label_says(tmp_path):
+    require_root("inject faults and record them with the eBPF collectors")
+    require_ebpf()
+    from augur import fault_drill, host_eval
+    assert fault_drill.main(["--out", str(tmp_path), "--warmup", "4s", "--fault", "8s", "--gap", "3s"]) == 0
+    samples, faults = host_eval.recorded(str(tmp_path))
+    assert [f.kind for f in faults] == list(fault_drill.DRILL_FAULTS)
+    assert all(7_500 <= f.end_ms - f.start_ms <= 12_000 for f in faults)
+    check_each_fault_shows(samples, faults)
+
+
+def test_the_committed_drill_shows_each_fault_where_its_label_says():
+    from augur import fault_drill, host_eval
+    samples, faults = host_eval.recorded(str(COMMITTED_DRILL))
+    assert [f.kind for f in faults] == list(fault_drill.DRILL_FAULTS)
+    check_each_fault_shows(samples, faults)
+
+
+def check_each_fault_shows(samples, faults):
+    by_kind = {f.kind: f for f in faults}
+
+    hog = by_kind["cpu_hog"]
+    cpu = _series(samples, "system.cpu.utilization")
+    assert np.median([s["value"] for s in cpu if _inside(s, hog)]) > 0.9
+    assert np.median([s["value"] for s in cpu if _outside(s, faults)]) < 0.6
+
+    errors = by_kind["error_burst"]
+    fives = _series(samples, "http.server.requests", **{"http.response.status_class": "5xx"})
+    assert sum(s["value"] for s in fives if _inside(s, errors)) >= 10
+    assert all(errors.start_ms <= s["ts"] <= errors.end_ms + 2500 for s in fives)   # no 500 outside the burst
+
+    storm = by_kind["retransmit_storm"]
+    retrans = _series(samples, "ebpf.tcp.retransmits")
+    inside = sum(s["value"] for s in retrans if _inside(s, storm))
+    quiet = [s for s in retrans if _outside(s, faults)]
+    quiet_s = (faults[0].start_ms - samples[0]["ts"]) / 1000      # the fault-free warm-up at least
+    assert inside >= 8
+    assert sum(s["value"] for s in quiet) / quiet_s < inside / ((storm.end_ms - storm.start_ms) / 1000) / 10
+
+    slow = by_kind["latency_regression"]
+    ok = _series(samples, "http.server.request.duration", **{"http.response.status_class": "2xx"})
+
+    def mean_us(rows):
+        return sum(s["hist"]["sum"] for s in rows) / sum(s["hist"]["count"] for s in rows)
+    assert mean_us([s for s in ok if _inside(s, slow)]) > 80_000
+    assert mean_us([s for s in ok if _outside(s, faults)]) < 40_000
+
+    leak = by_kind["memory_leak"]
+    used = _series(samples, "system.memory.usage", state="used")
+    before = [s["value"] for s in used if s["ts"] < leak.start_ms][-1]
+    assert max(s["value"] for s in used if _inside(s, leak)) - before > 64 << 20
+
+    fill = by_kind["disk_fill"]
+    drill_fs = [s for s in _series(samples, "system.filesystem.usage", state="used")
+                if s["attrs"]["mountpoint"].endswith("/drill-mnt")]
+    assert drill_fs, "the drill's loop-mounted filesystem was not reported"
+    assert max(s["value"] / s["capacity"] for s in drill_fs if _inside(s, fill)) > 0.3
+    assert max(s["value"] / s["capacity"] for s in drill_fs if s["ts"] < fill.start_ms) < 0.1
+
+
+def test_the_host_error_ratio_reads_what_the_real_http_collector_writes():
+    """The host forest's ``http_errors`` signal, from the committed drill's real HTTP telemetry: near the injected
+    40% of 500s inside the error burst, zero elsewhere (it read an attribute only the synthetic data had, once)."""
+    from augur import host_eval
+    from jobs import host_state, reference
+    samples, faults = host_eval.recorded(str(COMMITTED_DRILL))
+    burst = next(f for f in faults if f.kind == "error_burst")
+    parts: dict[int, dict] = {}
+    for f in reference.features(samples, 10_000):
+        if host_state.relevant(f):
+            host_state.add_contribution(parts.setdefault(f["window_end"], {}), f)
+    col = host_state.SIGNALS.index("http_errors")
+    ratio = {end: host_state.host_row(p)[col] for end, p in parts.items()}
+    inside = [r for end, r in ratio.items() if burst.start_ms + 10_000 <= end <= burst.end_ms]
+    outside = [r for end, r in ratio.items() if not burst.start_ms <= end <= burst.end_ms + 10_000]
+    assert len(inside) >= 8 and 0.3 < np.median(inside) < 0.5
+    assert np.nanmax(outside) == 0.0
