@@ -197,7 +197,7 @@ def loop_mount(workdir: Path, size_mb: int) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m augur.fault_drill", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="directory for recording.jsonl.gz and labels.json")
-    ap.add_argument("--warmup", default="8m", help="fault-free time first (detectors warm up, forests train)")
+    ap.add_argument("--warmup", default="10m", help="fault-free time first (detectors warm up, forests train)")
     ap.add_argument("--fault", default="2m", help="how long each fault lasts")
     ap.add_argument("--gap", default="150s", help="recovery time after each fault")
     ap.add_argument("--interval", default="1s", help="the collectors' flush interval")
