@@ -29,13 +29,9 @@ def init_state(n_bins: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def bin_of(raw: float, n_bins: int, lo: float, hi: float) -> int:
-    return bin_of_logs(raw, n_bins, lo, hi, np.log(lo), np.log(hi))
-
-
-@njit(cache=True)
 def bin_of_logs(raw: float, n_bins: int, lo: float, hi: float, log_lo: float, log_hi: float) -> int:
-    """:func:`bin_of` with the edges' logs given (the ensemble takes them once per point for its six calibrators)."""
+    """The bin of ``raw`` between the edges ``lo`` and ``hi``, given their logs (the ensemble takes them once per
+    point for its six calibrators)."""
     if raw <= lo:
         return 0
     if raw >= hi:
