@@ -23,9 +23,11 @@ XDP program and closes the recording.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,6 +42,7 @@ from pathlib import Path
 
 from augur.timeparse import now_ms
 from collectors.faults import Fault, parse_duration_ms, write_labels
+from infra.loopfs import loop_mounted_ext4
 
 DRILL_FAULTS = ("cpu_hog", "latency_regression", "error_burst", "retransmit_storm", "memory_leak", "disk_fill")
 LOSS_PER_MILLE = 100
@@ -184,16 +187,6 @@ def inject(kind: str, seconds: float, service: Service, mount: Path, loss: Packe
         raise ValueError(f"the drill cannot inject {kind!r}; it injects {', '.join(DRILL_FAULTS)}")
 
 
-def loop_mount(workdir: Path, size_mb: int) -> Path:
-    image, mnt = workdir / "drill-fs.img", workdir / "drill-mnt"
-    mnt.mkdir(exist_ok=True)
-    with open(image, "wb") as f:
-        f.truncate(size_mb << 20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    return mnt
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m augur.fault_drill", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="directory for recording.jsonl.gz and labels.json")
@@ -216,46 +209,42 @@ def main(argv: list[str] | None = None) -> int:
     host = socket.gethostname()
     fault_s, gap_s = parse_duration_ms(args.fault) / 1000, parse_duration_ms(args.gap) / 1000
     signal.signal(signal.SIGTERM, signal.default_int_handler)     # SIGTERM cleans up as Ctrl-C does
-    workdir = Path(tempfile.mkdtemp(prefix="augur-drill-"))
-    service, loss, recorder, stop = None, None, None, threading.Event()
     faults: list[Fault] = []
     try:
-        mount = loop_mount(workdir, 512)
-        service = Service()
-        loss = PacketLoss(service.port, LOSS_PER_MILLE)
-        recorder = subprocess.Popen([sys.executable, "-m", "augur.cli", "record", "--output",
-                                     str(out / "recording.jsonl.gz"), "--interval", args.interval,
-                                     "--set", f"collect.host={host}"])
-        time.sleep(20)                     # the collectors load (and compile) before any request is made
-        if recorder.poll() is not None:
-            raise RuntimeError(f"augur record exited early ({recorder.returncode})")
-        threading.Thread(target=client_load, args=(service.port, args.rate, stop), daemon=True).start()
-        started = now_ms()
-        print(f"fault_drill: recording {host}; warm-up {args.warmup}, then {', '.join(kinds)} "
-              f"({args.fault} each, {args.gap} apart)", file=sys.stderr, flush=True)
-        time.sleep(parse_duration_ms(args.warmup) / 1000)
-        for kind in kinds:
-            start = now_ms()
-            print(f"fault_drill: {kind} ...", file=sys.stderr, flush=True)
-            inject(kind, fault_s, service, mount, loss)
-            faults.append(Fault(kind, host, start, now_ms()))
-            write_labels(out / "labels.json", faults, {"host": host, "recording_start_ms": started,
-                                                       "interval": args.interval})
-            time.sleep(gap_s)
+        with contextlib.ExitStack() as undo:                           # undone in reverse, however the drill ends
+            workdir = Path(tempfile.mkdtemp(prefix="augur-drill-"))
+            undo.callback(shutil.rmtree, workdir, ignore_errors=True)
+            mount = undo.enter_context(loop_mounted_ext4(workdir / "drill-fs.img", workdir / "drill-mnt", 512))
+            service = Service()
+            undo.callback(service.close)
+            loss = PacketLoss(service.port, LOSS_PER_MILLE)
+            recorder = subprocess.Popen([sys.executable, "-m", "augur.cli", "record", "--output",
+                                         str(out / "recording.jsonl.gz"), "--interval", args.interval,
+                                         "--set", f"collect.host={host}"])
+            undo.callback(recorder.wait, timeout=60)
+            undo.callback(recorder.terminate)  # augur record stops on SIGTERM as on Ctrl-C, closing the recording
+            undo.callback(loss.detach)
+            stop = threading.Event()
+            undo.callback(stop.set)
+            time.sleep(20)                     # the collectors load (and compile) before any request is made
+            if recorder.poll() is not None:
+                raise RuntimeError(f"augur record exited early ({recorder.returncode})")
+            threading.Thread(target=client_load, args=(service.port, args.rate, stop), daemon=True).start()
+            started = now_ms()
+            print(f"fault_drill: recording {host}; warm-up {args.warmup}, then {', '.join(kinds)} "
+                  f"({args.fault} each, {args.gap} apart)", file=sys.stderr, flush=True)
+            time.sleep(parse_duration_ms(args.warmup) / 1000)
+            for kind in kinds:
+                start = now_ms()
+                print(f"fault_drill: {kind} ...", file=sys.stderr, flush=True)
+                inject(kind, fault_s, service, mount, loss)
+                faults.append(Fault(kind, host, start, now_ms()))
+                write_labels(out / "labels.json", faults, {"host": host, "recording_start_ms": started,
+                                                           "interval": args.interval})
+                time.sleep(gap_s)
     except KeyboardInterrupt:
         print(f"fault_drill: interrupted after {len(faults)} fault(s); undone and cleaned up", file=sys.stderr)
         return 130
-    finally:
-        stop.set()
-        if loss:
-            loss.detach()
-        if recorder:
-            recorder.terminate()           # augur record stops on SIGTERM as on Ctrl-C, closing the recording
-            recorder.wait(timeout=60)
-        if service:
-            service.close()
-        subprocess.run(["umount", str(workdir / "drill-mnt")], check=False, stderr=subprocess.DEVNULL)
-        subprocess.run(["rm", "-rf", str(workdir)], check=False)
     print(json.dumps({"recording": str(out / "recording.jsonl.gz"), "faults": len(faults)}))
     return 0
 

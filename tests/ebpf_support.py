@@ -1,17 +1,15 @@
 """Skip eBPF tests with the stated reason where root/eBPF are missing; in CI (which runs as root) fail instead,
-so a CI run can never pass with the kernel tests silently skipped."""
+so a CI run can never pass with the kernel tests silently skipped. Also what the kernel tests share: a loop-mounted
+filesystem, the BPF programs a process holds, the samples of one series."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from infra import ebpf
+from infra import ebpf, loopfs
 
 
 def require_ebpf() -> None:
@@ -44,18 +42,11 @@ def require_root(what: str) -> None:
     pytest.skip(f"needs root to {what}")
 
 
-@contextlib.contextmanager
 def loop_mounted_ext4(tmp_path: Path, size_mb: int, *mkfs_args: str):
     """A fresh ext4 image of ``size_mb`` MiB loop-mounted under ``tmp_path`` (root), unmounted afterwards."""
-    if not shutil.which("mkfs.ext4"):
-        pytest.fail("mkfs.ext4 is missing (Debian package e2fsprogs)")
-    image, mnt = tmp_path / "fs.img", tmp_path / "mnt"
-    mnt.mkdir()
-    with open(image, "wb") as f:
-        f.truncate(size_mb << 20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", *mkfs_args, str(image)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+    return loopfs.loop_mounted_ext4(tmp_path / "fs.img", tmp_path / "mnt", size_mb, *mkfs_args)
+
+
+def by_metric(samples: list[dict], metric: str, **attrs) -> list[dict]:
+    """The samples of ``metric`` whose attributes include ``attrs``."""
+    return [s for s in samples if s["metric"] == metric and all(s["attrs"].get(k) == v for k, v in attrs.items())]

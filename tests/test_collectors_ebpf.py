@@ -16,7 +16,7 @@ import pytest
 
 from augur.config import Config
 from schemas import codec, topics
-from tests.ebpf_support import bpf_prog_fds, loop_mounted_ext4, require_ebpf
+from tests.ebpf_support import bpf_prog_fds, by_metric, loop_mounted_ext4, require_ebpf
 
 pytestmark = pytest.mark.ebpf
 CFG = Config()
@@ -26,10 +26,6 @@ HOST = "test-host"
 @pytest.fixture(autouse=True)
 def _ebpf():
     require_ebpf()
-
-
-def by_metric(samples: list[dict], metric: str, **attrs) -> list[dict]:
-    return [s for s in samples if s["metric"] == metric and all(s["attrs"].get(k) == v for k, v in attrs.items())]
 
 
 def total(samples, metric, **attrs) -> float:

@@ -6,13 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.ebpf_support import require_ebpf, require_root
+from tests.ebpf_support import by_metric, require_ebpf, require_root
 
 COMMITTED_DRILL = Path(__file__).parent / "data" / "fault_drill"
-
-
-def _series(samples, metric, **attrs):
-    return [s for s in samples if s["metric"] == metric and all(s["attrs"].get(k) == v for k, v in attrs.items())]
 
 
 def _inside(s, f):
@@ -47,17 +43,17 @@ def check_each_fault_shows(samples, faults):
     by_kind = {f.kind: f for f in faults}
 
     hog = by_kind["cpu_hog"]
-    cpu = _series(samples, "system.cpu.utilization")
+    cpu = by_metric(samples, "system.cpu.utilization")
     assert np.median([s["value"] for s in cpu if _inside(s, hog)]) > 0.9
     assert np.median([s["value"] for s in cpu if _outside(s, faults)]) < 0.6
 
     errors = by_kind["error_burst"]
-    fives = _series(samples, "http.server.requests", **{"http.response.status_class": "5xx"})
+    fives = by_metric(samples, "http.server.requests", **{"http.response.status_class": "5xx"})
     assert sum(s["value"] for s in fives if _inside(s, errors)) >= 10
     assert all(errors.start_ms <= s["ts"] <= errors.end_ms + 2500 for s in fives)   # no 500 outside the burst
 
     storm = by_kind["retransmit_storm"]
-    retrans = _series(samples, "ebpf.tcp.retransmits")
+    retrans = by_metric(samples, "ebpf.tcp.retransmits")
     inside = sum(s["value"] for s in retrans if _inside(s, storm))
     quiet = [s for s in retrans if _outside(s, faults)]
     quiet_s = (faults[0].start_ms - samples[0]["ts"]) / 1000      # the fault-free warm-up at least
@@ -65,7 +61,7 @@ def check_each_fault_shows(samples, faults):
     assert sum(s["value"] for s in quiet) / quiet_s < inside / ((storm.end_ms - storm.start_ms) / 1000) / 10
 
     slow = by_kind["latency_regression"]
-    ok = _series(samples, "http.server.request.duration", **{"http.response.status_class": "2xx"})
+    ok = by_metric(samples, "http.server.request.duration", **{"http.response.status_class": "2xx"})
 
     def mean_us(rows):
         return sum(s["hist"]["sum"] for s in rows) / sum(s["hist"]["count"] for s in rows)
@@ -73,12 +69,12 @@ def check_each_fault_shows(samples, faults):
     assert mean_us([s for s in ok if _outside(s, faults)]) < 40_000
 
     leak = by_kind["memory_leak"]
-    used = _series(samples, "system.memory.usage", state="used")
+    used = by_metric(samples, "system.memory.usage", state="used")
     before = [s["value"] for s in used if s["ts"] < leak.start_ms][-1]
     assert max(s["value"] for s in used if _inside(s, leak)) - before > 64 << 20
 
     fill = by_kind["disk_fill"]
-    drill_fs = [s for s in _series(samples, "system.filesystem.usage", state="used")
+    drill_fs = [s for s in by_metric(samples, "system.filesystem.usage", state="used")
                 if s["attrs"]["mountpoint"].endswith("/drill-mnt")]
     assert drill_fs, "the drill's loop-mounted filesystem was not reported"
     assert max(s["value"] / s["capacity"] for s in drill_fs if _inside(s, fill)) > 0.3
