@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -47,11 +48,16 @@ def wait_for(predicate, timeout_s: float, what: str, job=None, interval_s: float
 
 
 class Job:
-    def __init__(self, proc: subprocess.Popen, log, started_ms: int):
-        self.proc, self.log, self.started_ms = proc, log, started_ms
+    def __init__(self, proc: subprocess.Popen, log, started_ms: int, checkpoints: Path):
+        self.proc, self.log, self.started_ms, self.checkpoints = proc, log, started_ms, checkpoints
 
     def log_tail(self, n: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+    def completed_checkpoint(self) -> int:
+        """The number of the job's last completed checkpoint (a chk-N with its metadata written), or 0."""
+        done = [int(d.name[4:]) for d in self.checkpoints.glob("*/chk-*") if (d / "_metadata").exists()]
+        return max(done, default=0)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +74,7 @@ def job(bootstrap, host_models, tmp_path_factory):
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, "AUGUR_RUN_DIR": str(tmp)})
-    job = Job(proc, log, started_ms)
+    job = Job(proc, log, started_ms, tmp / "checkpoints")
     yield job
     import signal
     try:
@@ -102,6 +108,11 @@ def streamed(job, bootstrap, scenario):
                                        if x["host"] in hosts]) and
                         sum(x["window_end"] >= last_closable for x in f) >= n_series and f,
                         600, "features of the last closable window of every series", job)
+    # the host stage scores a window on an event-time timer, possibly in the checkpoint after the one that
+    # committed the last features (checkpoints are aligned: once checkpoint N + 1 completes, everything the final
+    # watermark set off before it is in), so wait for two more checkpoints before reading the anomalies
+    seen = job.completed_checkpoint()
+    wait_for(lambda: job.completed_checkpoint() >= seen + 2, 120, "two more checkpoints", job)
     anomalies = [r for r in read_all(bootstrap, topics.ANOMALIES, idle_s=1.0)
                  if r["host"] in hosts and r["verdict"] == "anomaly"]
     forecasts = [r for r in read_all(bootstrap, topics.FORECASTS, idle_s=1.0, strict=False) if r["host"] in hosts]
