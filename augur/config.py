@@ -117,6 +117,9 @@ OPTIONS: dict[str, Option] = {
     "collect.host": Option(str, "", "host name put on collected telemetry (default: this machine's hostname)"),
     "collect.max-pids": Option(_positive_int, 16_384, "bound of per-thread BPF maps (in-flight wakeups, requests)"),
     "collect.max-keys": Option(_positive_int, 4_096, "bound of per-key aggregation maps (processes, devices, ports)"),
+    "collect.zero-fill-ms": Option(_non_negative_int, 3_600_000, "TCP and HTTP event counts (a port's "
+                                   "retransmits, a route's 5xx answers) are reported as 0 while quiet, until quiet "
+                                   "this long (0: only counts with events are reported)"),
     "collect.top-processes": Option(_positive_int, 20, "processes reported by name per interval; the rest as 'other'"),
     "collect.events-per-second": Option(_positive_int, 200, "rate limit of one-by-one events (exec, exit, ...)"),
     "collect.buffer-records": Option(_positive_int, 100_000, "records buffered while Kafka is unreachable; "

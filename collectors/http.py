@@ -16,6 +16,7 @@ from collectors import samples
 from collectors.base import Collector
 from collectors.bpf_loader import BpfProgram, hist_slots
 from collectors.enrich import CgroupNames, ListeningPorts, service_name
+from collectors.quiet_counts import QuietCounts
 from schemas import series
 
 PRODUCER = samples.producer("augur-collector-http")
@@ -64,6 +65,7 @@ class HttpCollector(Collector):
             self.prog.close()
             raise
         self._overflow_seen = 0
+        self.quiet = QuietCounts(PRODUCER, host, cfg["collect.zero-fill-ms"], cfg["collect.max-keys"])
 
     def service(self, cgroup_id: int, port: int) -> str:
         path = self.cgroups.path(cgroup_id)
@@ -98,12 +100,15 @@ class HttpCollector(Collector):
                                       "histogram", "us", attrs, hist=hist))
             out.append(samples.sample(PRODUCER, self.host, ts_ms, interval_ms, "http.server.requests", "delta",
                                       "{request}", attrs, value=hist["count"]))
+            for other in series.HTTP_STATUS_CLASSES:  # declared: a route with traffic reports all of them
+                self.quiet.declare(ts_ms, "http.server.requests", "{request}",
+                                   dict(attrs, **{series.HTTP_STATUS_CLASS: other}))
         overflow = int(self.prog.bpf["overflow"][ctypes.c_int(0)].value)
         if overflow > self._overflow_seen:
             out.append(samples.sample(PRODUCER, self.host, ts_ms, interval_ms, "augur.collector.http.unaggregated",
                                       "delta", "{request}", {}, value=overflow - self._overflow_seen))
             self._overflow_seen = overflow
-        return out
+        return self.quiet.fill(out, ts_ms, interval_ms)
 
     def close(self) -> None:
         self.prog.close()

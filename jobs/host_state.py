@@ -35,8 +35,9 @@ METRIC_SIGNAL = {"system.cpu.utilization": "cpu", "ebpf.runqueue.latency": "runq
                  "ebpf.block.io.latency": "io_p99", "ebpf.tcp.retransmits": "retrans",
                  "http.server.request.duration": "http_p99", "system.memory.usage": "memory",
                  "system.filesystem.usage": "filesystem"}
-# signals that count events: the collectors send a count only when it is not zero, so a window of the host with no
-# sample of one had none (not "unknown": a quiet signal that starts counting is then judged against its zeros)
+# signals that count events: the collectors report a count as 0 only for a while after its port was active
+# (collect.zero-fill-ms), so a window of the host with no sample of one had none (not "unknown": a quiet signal that
+# starts counting is then judged against its zeros)
 ZERO_WHEN_ABSENT = ("retrans",)
 REQUESTS_METRIC = "http.server.requests"
 REQUESTS, ERRORS = "requests", "errors_5xx"

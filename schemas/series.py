@@ -14,6 +14,8 @@ from typing import Mapping
 # The attribute every producer gives an HTTP request count or latency for its status class ("2xx", "5xx", ...,
 # "unknown"): OpenTelemetry's name. The host-state job's error ratio reads it.
 HTTP_STATUS_CLASS = "http.response.status_class"
+# The classes a route's request count is always reported for (as 0 when none), so a first 5xx has a history.
+HTTP_STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 
 
 def canonical_identity(host: str, metric: str, attrs: Mapping[str, str]) -> bytes:

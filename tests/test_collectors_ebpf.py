@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from augur.config import Config
-from schemas import codec, topics
+from schemas import codec, series, topics
 from tests.ebpf_support import bpf_prog_fds, by_metric, loop_mounted_ext4, require_ebpf
 
 pytestmark = pytest.mark.ebpf
@@ -83,7 +83,7 @@ def test_fsynced_writes_show_in_block_io(tmp_path):
 
 
 def test_loopback_tcp_connections_and_closes_are_counted():
-    from collectors.tcp import TcpCollector
+    from collectors.tcp import COUNTS, TcpCollector
     c = TcpCollector(CFG, HOST)
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -136,6 +136,11 @@ def test_loopback_tcp_connections_and_closes_are_counted():
         assert sum(h["hist"]["count"] for h in dur) == k
         dp = str(dead_port) if dead_port < 32768 else "ephemeral"
         assert total(out, "ebpf.tcp.connections.failed", port=dp, direction="active") >= 3
+        # the port's four counts are reported in a quiet interval too, as 0 (a first retransmit has a history)
+        quiet = valid(c.collect(2, 1000))
+        for metric in COUNTS:
+            assert len(by_metric(quiet, metric, port=p, direction="passive")) == 1, metric
+        assert total(quiet, "ebpf.tcp.connections.opened", port=p, direction="passive") == 0
     finally:
         srv.close()
         c.close()
@@ -305,6 +310,16 @@ def test_http_requests_per_route_with_known_latency_and_status_mix():
         assert count("/fail", "5xx") == 6
         assert count("/missing", "4xx") == 4
         assert count("/orders", "2xx", "POST") == 5
+        # every status class of a route with traffic is reported, as 0 when it had no answer, now and after
+        for status in series.HTTP_STATUS_CLASSES:
+            assert len(by_metric(mine, "http.server.requests", **{"http.route": "/slow",
+                                                                   series.HTTP_STATUS_CLASS: status})) == 1
+        assert count("/slow", "5xx") == 0
+        later = valid(c.collect(2, 1000))
+        assert {s["attrs"][series.HTTP_STATUS_CLASS] for s in by_metric(later, "http.server.requests",
+                                                                         **{"http.route": "/fail"})} \
+            == set(series.HTTP_STATUS_CLASSES)
+        assert total(later, "http.server.requests", **{"http.route": "/fail"}) == 0
         slow = by_metric(mine, "http.server.request.duration", **{"http.route": "/slow"})[0]["hist"]
         mean_ms = slow["sum"] / slow["count"] / 1000
         assert 50 <= mean_ms < 80  # the handler sleeps 50 ms
