@@ -109,6 +109,7 @@ def test_the_error_burst_is_judged_because_a_quiet_5xx_count_is_reported_as_zero
     inside it."""
     from augur import host_eval
     from augur.config import Config
+    from collectors import http, tcp
     from jobs import reference, steps
     from schemas import series
     samples, faults = host_eval.recorded(str(COMMITTED_DRILL))
@@ -122,7 +123,7 @@ def test_the_error_burst_is_judged_because_a_quiet_5xx_count_is_reported_as_zero
 
     def zero_count(s):
         return s["type"] == "delta" and s["value"] == 0 and s["producer"]["name"] in (
-            "augur-collector-http", "augur-collector-tcp")
+            http.PRODUCER["name"], tcp.PRODUCER["name"])
     assert any(zero_count(s) for s in samples)
     assert len(fives_judged_in_burst(samples)) >= 3
     assert fives_judged_in_burst([s for s in samples if not zero_count(s)]) == []

@@ -73,9 +73,9 @@ def test_a_hosts_row_does_not_depend_on_the_order_its_series_arrive():
 
 
 def test_retransmits_starting_on_a_quiet_host_are_judged_at_once():
-    """The TCP collector sends retransmit counts only when there were some: a storm on a host that never had one
-    must be a departure from zero in its first window, not a new signal that leaves the host unjudged while it
-    warms up (what a recorded drill showed)."""
+    """The TCP collector sends retransmit counts only for ports with recent activity (and only non-zero ones with
+    collect.zero-fill-ms 0): a storm on a host that never had one must be a departure from zero in its first
+    window, not a new signal that leaves the host unjudged while it warms up (what a recorded drill showed)."""
     params = host_state.HostParams()
     scorer = host_state.HostScorer(params, ModelRegistry(None))
     state = scorer.init_state()
