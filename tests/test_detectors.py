@@ -157,3 +157,48 @@ def test_context_novelty_is_the_surprise_of_the_recent_levels_and_flags_a_patter
     # through is a pattern never seen, though no value is out of range
     assert got[600:606].max() > 1.5 * np.nanmax(got[400:600]) and got[610] < got[601]
     assert np.isnan(context_novelty.step(state, np.nan, 6, 3, 0.99, 24))
+
+
+def test_each_detector_steps_the_same_on_its_own_state_and_at_an_offset_inside_a_larger_array():
+    """The ensemble keeps every detector's state in one array and steps each where it lies (``step_at``); that must
+    be the detector's own ``step`` on a state of its own, and must not touch its neighbours."""
+    from udfs import context_novelty, robust_zscore
+    rng = np.random.default_rng(11)
+    xs = rng.normal(50.0, 5.0, size=700)
+    xs[300:320] += 40.0
+    xs[[5, 400]] = np.nan
+    weights = np.concatenate([[4.0, 50.0, 5.0], rng.normal(0, 0.3, lstm.weights_size(4) - 3)])
+    season = np.array([0.0, 86400.0, 50.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1, 0.01, 0.02])
+    cases = {
+        "robust_z": (robust_zscore.init_state(32),
+                     lambda s, x: robust_zscore.step(s, x, 24, 6.0, 1e-3, 1e-9),
+                     lambda b, o, x: robust_zscore.step_at(b, o, 32, x, 24, 6.0, 1e-3, 1e-9)),
+        "ewma_cusum": (ewma_cusum.init_state(),
+                       lambda s, x: ewma_cusum.step(s, x, 0.02, 24, 0.5, 12.0, 4.0, 1e-9),
+                       lambda b, o, x: ewma_cusum.step_at(b, o, x, 0.02, 24, 0.5, 12.0, 4.0, 1e-9)),
+        "seasonal": (seasonal.init_state(),
+                     lambda s, x: seasonal.step(s, season, x, 3600.0 * x, 0.01, 24, 1e-3, 4.0),
+                     lambda b, o, x: seasonal.step_at(b, o, season, x, 3600.0 * x, 0.01, 24, 1e-3, 4.0)),
+        "lstm": (lstm.init_state(4),
+                 lambda s, x: lstm.step(s, weights, x, 0.01, 24, 1e-3, 8.0),
+                 lambda b, o, x: lstm.step_at(b, o, weights, x, 0.01, 24, 1e-3, 8.0)),
+        "context": (context_novelty.init_state(4, 2),
+                    lambda s, x: context_novelty.step(s, x, 4, 2, 0.99, 24),
+                    lambda b, o, x: context_novelty.step_at(b, o, x, 4, 2, 0.99, 24)),
+        "calibration": (calibration.init_state(32),
+                        lambda s, x: calibration.step(s, abs(x - 50.0), 1e-3, 1e3, 50, 300.0, 2.0),
+                        lambda b, o, x: calibration.step_at(b, o, 32, abs(x - 50.0), 1e-3, 1e3, np.log(1e-3),
+                                                            np.log(1e3), 50, 300.0, 2.0)),
+    }
+    for name, (init, own, at) in cases.items():
+        alone = init.copy()
+        base = 7
+        buf = np.full(base + init.shape[0] + 5, -123.0)
+        buf[base:base + init.shape[0]] = init
+        got_alone = [own(alone, float(x)) for x in xs]
+        got_at = [at(buf, base, float(x)) for x in xs]
+        np.testing.assert_array_equal(np.array(got_at, dtype=float), np.array(got_alone, dtype=float),
+                                      err_msg=name)
+        np.testing.assert_array_equal(buf[base:base + init.shape[0]], alone, err_msg=name)
+        assert (buf[:base] == -123.0).all() and (buf[base + init.shape[0]:] == -123.0).all(), name
+        assert np.isfinite(np.array(got_alone, dtype=float)).sum() > 300, name   # it did score, not only warm up

@@ -28,7 +28,7 @@ def init_state(n_bins: int) -> np.ndarray:
     return state
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def bin_of_logs(raw: float, n_bins: int, lo: float, hi: float, log_lo: float, log_hi: float) -> int:
     """The bin of ``raw`` between the edges ``lo`` and ``hi``, given their logs (the ensemble takes them once per
     point for its six calibrators)."""
@@ -39,55 +39,57 @@ def bin_of_logs(raw: float, n_bins: int, lo: float, hi: float, log_lo: float, lo
     return 1 + int((np.log(raw) - log_lo) / (log_hi - log_lo) * (n_bins - 2))
 
 
-@njit(cache=True)
-def _below(tree: np.ndarray, b: int) -> float:
-    """Total count of bins 0 .. b-1."""
+@njit(cache=True, inline="always")
+def _below(buf: np.ndarray, tree: int, b: int) -> float:
+    """Total count of bins 0 .. b-1 of the Fenwick tree starting at ``buf[tree]``."""
     total = 0.0
     i = b
     while i > 0:
-        total += tree[i - 1]
+        total += buf[tree + i - 1]
         i -= i & -i
     return total
 
 
-@njit(cache=True)
-def _add(tree: np.ndarray, b: int, amount: float) -> None:
+@njit(cache=True, inline="always")
+def _add(buf: np.ndarray, tree: int, n: int, b: int, amount: float) -> None:
     i = b + 1
-    n = tree.shape[0]
     while i <= n:
-        tree[i - 1] += amount
+        buf[tree + i - 1] += amount
         i += i & -i
 
 
 @njit(cache=True)
 def step(state: np.ndarray, raw: float, lo: float, hi: float, min_total: int, max_total: float,
          tail_index: float) -> float:
-    return step_logs(state, raw, lo, hi, np.log(lo), np.log(hi), min_total, max_total, tail_index)
+    return step_at(state, 0, state.shape[0] - HEADER, raw, lo, hi, np.log(lo), np.log(hi), min_total, max_total,
+                   tail_index)
 
 
-@njit(cache=True)
-def step_logs(state: np.ndarray, raw: float, lo: float, hi: float, log_lo: float, log_hi: float, min_total: int,
-              max_total: float, tail_index: float) -> float:
-    """:func:`step` with the logs of ``lo`` and ``hi`` given."""
+@njit(cache=True, inline="always")
+def step_at(buf: np.ndarray, base: int, n_bins: int, raw: float, lo: float, hi: float, log_lo: float,
+            log_hi: float, min_total: int, max_total: float, tail_index: float) -> float:
+    """:func:`step` on the state of ``n_bins`` bins at ``buf[base:]``, with the logs of ``lo`` and ``hi`` given
+    (the ensemble keeps its six calibrators in its one state array; see :mod:`udfs.ensemble`)."""
     if np.isnan(raw):
         return np.nan
-    tree = state[HEADER:]
-    n_bins = tree.shape[0]
+    tree = base + HEADER
     b = bin_of_logs(raw, n_bins, lo, hi, log_lo, log_hi)
-    total = state[TOTAL]
+    total = buf[base + TOTAL]
+    max_seen = buf[base + MAX_SEEN]
     p = np.nan
     if total >= min_total:
-        if raw > state[MAX_SEEN]:
-            ratio = state[MAX_SEEN] / raw if state[MAX_SEEN] > 0 else 0.0
+        if raw > max_seen:
+            ratio = max_seen / raw if max_seen > 0 else 0.0
             p = 1.0 - 0.5 / (total + 1.0) * ratio ** tail_index
         else:
-            below = _below(tree, b)
-            p = (below + 0.5 * (_below(tree, b + 1) - below)) / (total + 1.0)
-    _add(tree, b, 1.0)
-    state[TOTAL] = total + 1.0
-    if raw > state[MAX_SEEN]:
-        state[MAX_SEEN] = raw
-    if state[TOTAL] >= max_total:
-        tree *= 0.5                      # halves every prefix sum: a Fenwick tree is linear in its counts
-        state[TOTAL] *= 0.5
+            below = _below(buf, tree, b)
+            p = (below + 0.5 * (_below(buf, tree, b + 1) - below)) / (total + 1.0)
+    _add(buf, tree, n_bins, b, 1.0)
+    buf[base + TOTAL] = total + 1.0
+    if raw > max_seen:
+        buf[base + MAX_SEEN] = raw
+    if buf[base + TOTAL] >= max_total:
+        for k in range(tree, tree + n_bins):   # halves every prefix sum: a Fenwick tree is linear in its counts
+            buf[k] *= 0.5
+        buf[base + TOTAL] *= 0.5
     return p

@@ -40,7 +40,7 @@ def init_state(bins: int, length: int) -> np.ndarray:
     return state
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def level(x: float, lo: float, hi: float, bins: int) -> int:
     """x's level among ``bins`` equal slices of [lo, hi] (0 while the range is empty)."""
     if not hi > lo:
@@ -52,33 +52,40 @@ def level(x: float, lo: float, hi: float, bins: int) -> int:
 @njit(cache=True)
 def step(state: np.ndarray, x: float, bins: int, length: int, decay: float, min_history: int) -> float:
     """Score x's context against the table, then learn it. Returns the raw surprise (NaN in warm-up)."""
+    return step_at(state, 0, x, bins, length, decay, min_history)
+
+
+@njit(cache=True, inline="always")
+def step_at(buf: np.ndarray, base: int, x: float, bins: int, length: int, decay: float, min_history: int) -> float:
+    """:func:`step` on the state at ``buf[base:]``."""
     if np.isnan(x):
         return np.nan
-    last = state[HEADER:HEADER + length]
-    counts = state[HEADER + length:]
+    last = base + HEADER
+    counts = last + length
     for k in range(length - 1):
-        last[k] = last[k + 1]
-    last[length - 1] = level(x, state[LO], state[HI], bins)
-    state[LO] = min(state[LO], x)
-    state[HI] = max(state[HI], x)
-    seen = state[SEEN] + 1.0
-    state[SEEN] = seen
+        buf[last + k] = buf[last + k + 1]
+    buf[last + length - 1] = level(x, buf[base + LO], buf[base + HI], bins)
+    buf[base + LO] = min(buf[base + LO], x)
+    buf[base + HI] = max(buf[base + HI], x)
+    seen = buf[base + SEEN] + 1.0
+    buf[base + SEEN] = seen
     if seen < length:
         return np.nan
     ctx = 0
     for k in range(length):
-        ctx = ctx * bins + int(last[k])
-    weight = state[WEIGHT]
+        ctx = ctx * bins + int(buf[last + k])
+    weight = buf[base + WEIGHT]
     raw = np.nan
+    n_ctx = bins ** length
     if seen > min_history:
-        n_ctx = counts.shape[0]
-        raw = -np.log((counts[ctx] / weight + PRIOR) / (state[TOTAL] / weight + PRIOR * n_ctx))
+        raw = -np.log((buf[counts + ctx] / weight + PRIOR) / (buf[base + TOTAL] / weight + PRIOR * n_ctx))
     weight /= decay
-    counts[ctx] += weight
-    state[TOTAL] += weight
+    buf[counts + ctx] += weight
+    buf[base + TOTAL] += weight
     if weight > RESCALE_AT:
-        counts /= weight
-        state[TOTAL] /= weight
+        for k in range(counts, counts + n_ctx):
+            buf[k] /= weight
+        buf[base + TOTAL] /= weight
         weight = 1.0
-    state[WEIGHT] = weight
+    buf[base + WEIGHT] = weight
     return raw

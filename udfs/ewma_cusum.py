@@ -31,34 +31,42 @@ def step(state: np.ndarray, x: float, alpha: float, min_history: int, drift: flo
 
     Both are NaN during warm-up or for a NaN x.
     """
+    return step_at(state, 0, x, alpha, min_history, drift, limit, clip, var_floor)
+
+
+@njit(cache=True, inline="always")
+def step_at(buf: np.ndarray, base: int, x: float, alpha: float, min_history: int, drift: float, limit: float,
+            clip: float, var_floor: float) -> tuple:
+    """:func:`step` on the state at ``buf[base:]``."""
     if np.isnan(x):
         return np.nan, np.nan
-    n = state[N]
+    n = buf[base + N]
+    mean = buf[base + MEAN]
     z = np.nan
     change = np.nan
-    sd = np.sqrt(max(state[VAR], var_floor))
+    sd = np.sqrt(max(buf[base + VAR], var_floor))
     if n >= min_history:
-        z = (x - state[MEAN]) / sd
+        z = (x - mean) / sd
         zc = min(max(z, -clip), clip)
-        s_pos = max(0.0, state[S_POS] + zc - drift)
-        s_neg = max(0.0, state[S_NEG] - zc - drift)
+        s_pos = max(0.0, buf[base + S_POS] + zc - drift)
+        s_neg = max(0.0, buf[base + S_NEG] - zc - drift)
         change = max(s_pos, s_neg) / limit
         if change > 1.0:
-            state[MEAN] = x          # re-anchor at the new level; the variance is kept
-            state[S_POS] = 0.0
-            state[S_NEG] = 0.0
-            state[N] = n + 1.0
+            buf[base + MEAN] = x          # re-anchor at the new level; the variance is kept
+            buf[base + S_POS] = 0.0
+            buf[base + S_NEG] = 0.0
+            buf[base + N] = n + 1.0
             return z, change
-        state[S_POS] = s_pos
-        state[S_NEG] = s_neg
+        buf[base + S_POS] = s_pos
+        buf[base + S_NEG] = s_neg
     w = max(alpha, 1.0 / (n + 1.0))
     xl = x
     if n >= min_history:
-        xl = min(max(x, state[MEAN] - clip * sd), state[MEAN] + clip * sd)
-    d = xl - state[MEAN]
-    state[MEAN] += w * d
-    state[VAR] = (1.0 - w) * (state[VAR] + w * d * d)
-    state[N] = n + 1.0
+        xl = min(max(x, mean - clip * sd), mean + clip * sd)
+    d = xl - mean
+    buf[base + MEAN] = mean + w * d
+    buf[base + VAR] = (1.0 - w) * (buf[base + VAR] + w * d * d)
+    buf[base + N] = n + 1.0
     return z, change
 
 

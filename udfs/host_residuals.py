@@ -40,14 +40,15 @@ def step(state: np.ndarray, row: np.ndarray, min_history: int, outlier_z: float,
     warming up), then learn the row. Returns whether every reported signal was past its warm-up."""
     n = row.shape[0]
     sub = (state.shape[0] - 1) // n
+    window = (sub - robust_zscore.HEADER) // 2
     ready = True
     for k in range(n):
-        s = state[1 + k * sub:1 + (k + 1) * sub]
         x = row[k]
         if np.isnan(x):
             z[k] = 0.0
             continue
-        v = robust_zscore.step(s, x, min_history, outlier_z, rel_floors[k], abs_floors[k])
+        v = robust_zscore.step_at(state, 1 + k * sub, window, x, min_history, outlier_z, rel_floors[k],
+                                  abs_floors[k])
         if np.isnan(v):
             ready = False
             z[k] = 0.0

@@ -21,13 +21,13 @@ from numba import njit
 HEADER = 3
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def weights_size(h: int) -> int:
     """Length of the flat weight array of a model with h hidden units."""
     return HEADER + 4 * h + 4 * h * h + 8 * h + h + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def hidden_size(weights: np.ndarray) -> int:
     """The model's hidden units, or 0 when ``weights`` is empty or not a whole model (never read past its end)."""
     if weights.shape[0] <= HEADER:
@@ -76,10 +76,10 @@ def _tanh(v: float) -> float:
 
 # error_model="numpy": a division by zero (which cannot happen here) would not raise, so the activation loops have
 # no branch out and vectorise
-@njit(cache=True, error_model="numpy")
-def cell(weights: np.ndarray, hc: np.ndarray, gates: np.ndarray, u: float) -> float:
-    """Advance the hidden/cell vectors ``hc = [h, c]`` by one normalised input u (``gates``: scratch of 4H);
-    return the next normalised output."""
+@njit(cache=True, error_model="numpy", _nrt=False)
+def cell(weights: np.ndarray, buf: np.ndarray, base: int, u: float) -> float:
+    """Advance the hidden/cell vectors of the state at ``buf[base:]`` by one normalised input u (the state's
+    scratch holds the gates); return the next normalised output."""
     hs = int(weights[0])
     w_ih = HEADER
     w_hh = w_ih + 4 * hs
@@ -87,8 +87,9 @@ def cell(weights: np.ndarray, hc: np.ndarray, gates: np.ndarray, u: float) -> fl
     b_hh = b_ih + 4 * hs
     w_out = b_hh + 4 * hs
     b_out = w_out + hs
-    h = hc[:hs]
-    c = hc[hs:2 * hs]
+    h = buf[base + 1:base + 1 + hs]
+    c = buf[base + 1 + hs:base + 1 + 2 * hs]
+    gates = buf[base + 3 + 2 * hs:base + 3 + 6 * hs]
     for g in range(4 * hs):
         acc = weights[w_ih + g] * u + weights[b_ih + g] + weights[b_hh + g]
         row = w_hh + g * hs
@@ -110,42 +111,60 @@ def cell(weights: np.ndarray, hc: np.ndarray, gates: np.ndarray, u: float) -> fl
 @njit(cache=True)
 def reset(state: np.ndarray, h: int) -> None:
     """Forget the hidden and cell vectors and the pending forecast (the error scale and count are kept)."""
-    state[1:1 + 2 * h] = 0.0
-    state[1 + 2 * h] = np.nan
+    reset_at(state, 0, h)
+
+
+@njit(cache=True, inline="always")
+def reset_at(buf: np.ndarray, base: int, h: int) -> None:
+    for k in range(base + 1, base + 1 + 2 * h):
+        buf[k] = 0.0
+    buf[base + 1 + 2 * h] = np.nan
 
 
 @njit(cache=True)
 def advance(state: np.ndarray, weights: np.ndarray, x: float, input_clip: float) -> None:
     """Feed x (normalised, clipped) through the cell; the state then holds the forecast of the next value."""
+    advance_at(state, 0, weights, x, input_clip)
+
+
+@njit(cache=True, inline="always")
+def advance_at(buf: np.ndarray, base: int, weights: np.ndarray, x: float, input_clip: float) -> None:
     hs = int(weights[0])
     mu, sd = weights[1], weights[2]
     u = min(max((x - mu) / sd, -input_clip), input_clip)
-    state[1 + 2 * hs] = mu + sd * cell(weights, state[1:1 + 2 * hs], state[3 + 2 * hs:3 + 6 * hs], u)
+    buf[base + 1 + 2 * hs] = mu + sd * cell(weights, buf, base, u)
 
 
 @njit(cache=True)
 def step(state: np.ndarray, weights: np.ndarray, x: float, alpha: float, min_history: int, scale_floor: float,
          input_clip: float) -> tuple:
     """Return ``(z, pred)``: the residual z of x against the forecast made at the previous step, then advance."""
+    return step_at(state, 0, weights, x, alpha, min_history, scale_floor, input_clip)
+
+
+@njit(cache=True, inline="always")
+def step_at(buf: np.ndarray, base: int, weights: np.ndarray, x: float, alpha: float, min_history: int,
+            scale_floor: float, input_clip: float) -> tuple:
+    """:func:`step` on the state at ``buf[base:]``."""
     hs = hidden_size(weights)
     if hs == 0:
         return np.nan, np.nan
-    pred_i = 1 + 2 * hs
+    pred_i = base + 1 + 2 * hs
     scale_i = pred_i + 1
-    pred = state[pred_i]
+    pred = buf[pred_i]
     if np.isnan(x):
         return np.nan, pred
-    n = state[0]
+    n = buf[base]
     z = np.nan
     if not np.isnan(pred):
         resid = x - pred
-        scale = max(1.2533 * state[scale_i], scale_floor)
+        scale = max(1.2533 * buf[scale_i], scale_floor)
         if n >= min_history:
             z = resid / scale
         w = max(alpha, 1.0 / (n + 1.0))
-        state[scale_i] += w * (min(abs(resid), 10.0 * scale) - state[scale_i])
-        state[0] = n + 1.0
-    advance(state, weights, x, input_clip)
+        buf[scale_i] += w * (min(abs(resid), 10.0 * scale) - buf[scale_i])
+        buf[base] = n + 1.0
+    advance_at(buf, base, weights, x, input_clip)
     return z, pred
 
 

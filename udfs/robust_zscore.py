@@ -36,28 +36,32 @@ def window_size(state: np.ndarray) -> int:
     return (state.shape[0] - HEADER) // 2
 
 
-@njit(cache=True)
-def _sorted(state: np.ndarray) -> np.ndarray:
-    window = window_size(state)
-    n = int(min(state[0], window))
-    return state[HEADER + window:HEADER + window + n]
+@njit(cache=True, inline="always")
+def _search(buf: np.ndarray, lo: int, n: int, v: float) -> int:
+    """``np.searchsorted(buf[lo:lo + n], v)`` (the first position whose value is >= v), without making a view."""
+    a, b = 0, n
+    while a < b:
+        mid = (a + b) >> 1
+        if buf[lo + mid] < v:
+            a = mid + 1
+        else:
+            b = mid
+    return a
 
 
-@njit(cache=True)
-def _median_sorted(s: np.ndarray) -> float:
-    n = s.shape[0]
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+@njit(cache=True, inline="always")
+def _median_sorted(buf: np.ndarray, lo: int, n: int) -> float:
+    return buf[lo + n // 2] if n % 2 else 0.5 * (buf[lo + n // 2 - 1] + buf[lo + n // 2])
 
 
-@njit(cache=True)
-def _mad_sorted(s: np.ndarray, med: float) -> float:
-    """Median of |s - med| for sorted s, in O(log n): the deviations left of the median, ``med - s[hi-1],
-    med - s[hi-2], ..`` and right of it, ``s[hi] - med, ..``, are two sorted runs, and the k-th smallest of two
-    sorted runs is found by bisecting how many of them come from the left one."""
-    n = s.shape[0]
-    hi = np.searchsorted(s, med)          # s[hi:] >= med; s[:hi] < med
-    n_left = hi
-    n_right = n - hi
+@njit(cache=True, inline="always")
+def _mad_sorted(buf: np.ndarray, lo: int, n: int, med: float) -> float:
+    """Median of |s - med| for the sorted run s = ``buf[lo:lo + n]``, in O(log n): the deviations left of the
+    median, ``med - s[hi-1], med - s[hi-2], ..`` and right of it, ``s[hi] - med, ..``, are two sorted runs, and the
+    k-th smallest of two sorted runs is found by bisecting how many of them come from the left one."""
+    hi = lo + _search(buf, lo, n, med)    # s[hi:] >= med; s[:hi] < med (absolute positions in buf)
+    n_left = hi - lo
+    n_right = n - n_left
     k = (n - 1) // 2                      # the lower median's rank; the upper one is k + 1 when n is even
     take = k + 1                          # deviations up to and including rank k
     lo_i = max(0, take - n_right)
@@ -65,80 +69,98 @@ def _mad_sorted(s: np.ndarray, med: float) -> float:
     while True:
         i = (lo_i + hi_i) // 2            # i from the left run, take - i from the right run
         j = take - i
-        if i < n_left and j > 0 and s[hi + j - 1] - med > med - s[hi - 1 - i]:
+        if i < n_left and j > 0 and buf[hi + j - 1] - med > med - buf[hi - 1 - i]:
             lo_i = i + 1                  # the right run's last taken exceeds the left run's next: take more left
-        elif i > 0 and j < n_right and med - s[hi - i] > s[hi + j] - med:
+        elif i > 0 and j < n_right and med - buf[hi - i] > buf[hi + j] - med:
             hi_i = i - 1                  # and the other way round
         else:
             break
     a = -np.inf
     if i > 0:
-        a = med - s[hi - i]
+        a = med - buf[hi - i]
     if j > 0:
-        a = max(a, s[hi + j - 1] - med)
+        a = max(a, buf[hi + j - 1] - med)
     if n % 2:
         return a
     b = np.inf                            # the next deviation after rank k
     if i < n_left:
-        b = med - s[hi - 1 - i]
+        b = med - buf[hi - 1 - i]
     if j < n_right:
-        b = min(b, s[hi + j] - med)
+        b = min(b, buf[hi + j] - med)
     return 0.5 * (a + b)
 
 
 @njit(cache=True)
 def score(state: np.ndarray, x: float, min_history: int, rel_floor: float, abs_floor: float) -> float:
     """z of x against the history in ``state`` (NaN during warm-up or for NaN x). Does not learn."""
-    if state[0] < min_history or np.isnan(x):
+    return score_at(state, 0, window_size(state), x, min_history, rel_floor, abs_floor)
+
+
+@njit(cache=True, inline="always")
+def score_at(buf: np.ndarray, base: int, window: int, x: float, min_history: int, rel_floor: float,
+             abs_floor: float) -> float:
+    """:func:`score` on the state of a ``window``-point window at ``buf[base:]``."""
+    if buf[base] < min_history or np.isnan(x):
         return np.nan
-    hist = _sorted(state)
-    med = _median_sorted(hist)
-    mad = _mad_sorted(hist, med)
+    srt = base + HEADER + window
+    n = int(min(buf[base], window))
+    med = _median_sorted(buf, srt, n)
+    mad = _mad_sorted(buf, srt, n, med)
     scale = max(MAD_TO_SIGMA * mad, rel_floor * abs(med), abs_floor, 1e-12)
     return (x - med) / scale
 
 
 @njit(cache=True)
 def learn(state: np.ndarray, x: float) -> None:
+    learn_at(state, 0, window_size(state), x)
+
+
+@njit(cache=True, inline="always")
+def learn_at(buf: np.ndarray, base: int, window: int, x: float) -> None:
     if np.isnan(x):
         return
-    window = window_size(state)
-    pos = int(state[1])
-    n = int(min(state[0], window))
-    srt = state[HEADER + window:HEADER + 2 * window]
+    pos = int(buf[base + 1])
+    n = int(min(buf[base], window))
+    srt = base + HEADER + window
     if n == window:                       # the ring is full: x takes its oldest value's place in the sorted copy,
-        j = np.searchsorted(srt[:n], state[HEADER + pos])   # and slides to where it belongs (one shift, not two)
-        while j > 0 and srt[j - 1] > x:
-            srt[j] = srt[j - 1]
+        j = _search(buf, srt, n, buf[base + HEADER + pos])   # and slides to where it belongs (one shift, not two)
+        while j > 0 and buf[srt + j - 1] > x:
+            buf[srt + j] = buf[srt + j - 1]
             j -= 1
-        while j < n - 1 and srt[j + 1] < x:
-            srt[j] = srt[j + 1]
+        while j < n - 1 and buf[srt + j + 1] < x:
+            buf[srt + j] = buf[srt + j + 1]
             j += 1
-        srt[j] = x
+        buf[srt + j] = x
     else:
-        i = np.searchsorted(srt[:n], x)
+        i = _search(buf, srt, n, x)
         for j in range(n, i, -1):
-            srt[j] = srt[j - 1]
-        srt[i] = x
-    state[HEADER + pos] = x
-    state[1] = (pos + 1) % window
-    state[0] += 1.0
+            buf[srt + j] = buf[srt + j - 1]
+        buf[srt + i] = x
+    buf[base + HEADER + pos] = x
+    buf[base + 1] = (pos + 1) % window
+    buf[base] += 1.0
 
 
 @njit(cache=True)
 def step(state: np.ndarray, x: float, min_history: int, threshold: float, rel_floor: float,
          abs_floor: float) -> float:
     """Score x, then learn it unless it is an outlier (see the module doc)."""
-    z = score(state, x, min_history, rel_floor, abs_floor)
-    window = window_size(state)
+    return step_at(state, 0, window_size(state), x, min_history, threshold, rel_floor, abs_floor)
+
+
+@njit(cache=True, inline="always")
+def step_at(buf: np.ndarray, base: int, window: int, x: float, min_history: int, threshold: float,
+            rel_floor: float, abs_floor: float) -> float:
+    """:func:`step` on the state of a ``window``-point window at ``buf[base:]``."""
+    z = score_at(buf, base, window, x, min_history, rel_floor, abs_floor)
     if abs(z) >= threshold:
-        if state[2] < window:
-            state[2] += 1.0      # an outlier: keep it out of the history ...
+        if buf[base + 2] < window:
+            buf[base + 2] += 1.0      # an outlier: keep it out of the history ...
             return z
         # ... unless W came in a row: a level shift, learned until values look normal again
     else:
-        state[2] = 0.0
-    learn(state, x)
+        buf[base + 2] = 0.0
+    learn_at(buf, base, window, x)
     return z
 
 
@@ -155,8 +177,9 @@ def step_batch(state: np.ndarray, xs: np.ndarray, min_history: int, threshold: f
 @njit(cache=True)
 def history_median(state: np.ndarray) -> float:
     """Median of the values currently held (NaN when empty); used to explain a verdict."""
-    hist = _sorted(state)
-    return _median_sorted(hist) if hist.shape[0] else np.nan
+    window = window_size(state)
+    n = int(min(state[0], window))
+    return _median_sorted(state, HEADER + window, n) if n else np.nan
 
 
 def z_to_score(z: float, threshold: float) -> float:

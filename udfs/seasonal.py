@@ -47,7 +47,7 @@ def params_valid(params: np.ndarray) -> bool:
     return pos == params.shape[0]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def predict(params: np.ndarray, t_s: float) -> float:
     """Prophet's ``yhat`` at time ``t_s`` (seconds since the epoch); 0.0 when ``params`` is empty (no model)."""
     if params.shape[0] == 0:
@@ -86,20 +86,27 @@ def predict(params: np.ndarray, t_s: float) -> float:
 def step(state: np.ndarray, params: np.ndarray, x: float, t_s: float, alpha: float, min_history: int,
          scale_floor: float, clip: float) -> tuple:
     """Return ``(z, expected)`` for x at ``t_s``, then adapt the level and scale. z is NaN during warm-up."""
-    expected = predict(params, t_s) + state[OFFSET]
+    return step_at(state, 0, params, x, t_s, alpha, min_history, scale_floor, clip)
+
+
+@njit(cache=True, inline="always")
+def step_at(buf: np.ndarray, base: int, params: np.ndarray, x: float, t_s: float, alpha: float, min_history: int,
+            scale_floor: float, clip: float) -> tuple:
+    """:func:`step` on the state at ``buf[base:]``."""
+    expected = predict(params, t_s) + buf[base + OFFSET]
     if np.isnan(x):
         return np.nan, expected
-    n = state[N]
+    n = buf[base + N]
     resid = x - expected
-    scale = max(ABS_TO_SIGMA * state[SCALE], scale_floor)
+    scale = max(ABS_TO_SIGMA * buf[base + SCALE], scale_floor)
     z = np.nan
     if n >= min_history:
         z = resid / scale
         resid = min(max(resid, -clip * scale), clip * scale)   # learn outliers only partly
     w = max(alpha, 1.0 / (n + 1.0))
-    state[OFFSET] += w * resid
-    state[SCALE] += w * (abs(resid) - state[SCALE])
-    state[N] = n + 1.0
+    buf[base + OFFSET] += w * resid
+    buf[base + SCALE] += w * (abs(resid) - buf[base + SCALE])
+    buf[base + N] = n + 1.0
     return z, expected
 
 
