@@ -50,8 +50,11 @@ def init_state(h: int) -> np.ndarray:
 
 # exp for the gates, in plain arithmetic so that a loop of activations compiles to SIMD code (libm's exp is a call
 # per element): Cody-Waite reduction v = n ln2 + r with |r| <= ln2 / 2, a degree-12 Taylor polynomial for e^r and
-# 2^n written as its IEEE bits. Within 1 ulp of exp over the clamped range, and both uses saturate there:
-# sigmoid(-40) is 4e-18 and tanh(20) rounds to 1.0.
+# 2^n written as its IEEE bits. Within 3 ulp of NumPy's exp over the clamped range, and both uses saturate there:
+# sigmoid(-40) is 4e-18 and tanh(20) rounds to 1.0. The polynomial is evaluated in Estrin's scheme (powers r^2,
+# r^4, r^8 and pairs of terms, about 5 dependent steps where Horner's rule has 12), and the cell lets LLVM fuse
+# each multiply-add (fastmath "contract" only: NaN and infinity keep their meaning): the LSTM step took 208 ns
+# with Horner's rule and no fusion, 140 ns so.
 _GATE_CLAMP = 40.0
 _LN2_HI = 6.93147180369123816490e-01   # ln 2 split so that n * _LN2_HI is exact for |n| < 2^20
 _LN2_LO = 1.90821492927058770002e-10
@@ -63,9 +66,13 @@ def _sigmoid(v: float) -> float:
     e = min(max(-v, -_GATE_CLAMP), _GATE_CLAMP)
     n = np.floor(e * _LOG2E + 0.5)
     r = e - n * _LN2_HI - n * _LN2_LO
-    p = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
-        1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (
-            1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600))))))))))))
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    p = ((1.0 + r) + r2 * (1.0 / 2 + r * (1.0 / 6))
+         + r4 * ((1.0 / 24 + r * (1.0 / 120)) + r2 * (1.0 / 720 + r * (1.0 / 5040)))
+         + r8 * ((1.0 / 40320 + r * (1.0 / 362880)) + r2 * (1.0 / 3628800 + r * (1.0 / 39916800))
+                 + r4 * (1.0 / 479001600)))
     return 1.0 / (1.0 + p * np.int64((np.int64(n) + 1023) << 52).view(np.float64))   # p * 2^n, |n| <= 58
 
 
@@ -75,8 +82,8 @@ def _tanh(v: float) -> float:
 
 
 # error_model="numpy": a division by zero (which cannot happen here) would not raise, so the activation loops have
-# no branch out and vectorise
-@njit(cache=True, error_model="numpy", _nrt=False)
+# no branch out and vectorise; fastmath "contract": multiply-adds fuse (see _sigmoid); _nrt=False: see udfs/ensemble
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
 def cell(weights: np.ndarray, buf: np.ndarray, base: int, u: float) -> float:
     """Advance the hidden/cell vectors of the state at ``buf[base:]`` by one normalised input u (the state's
     scratch holds the gates); return the next normalised output."""
