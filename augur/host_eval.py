@@ -4,17 +4,20 @@ On seeded synthetic hosts (:mod:`collectors.synthetic`) with labelled injected f
 :mod:`collectors.faults`, twice, on rotating hosts), it compares at the level of *events* (not points, not
 point-adjusted):
 
-- ``iforest``: the stream's host scoring (:mod:`jobs.host_state`): one Isolation Forest per host over the host's
-  signals at each window (CPU, run-queue and I/O latency, retransmits, HTTP latency and error ratio, memory,
-  filesystem), each as its robust z against its own trailing hour, trained with ``augur train``'s code on the
-  fault-free training span and scored in numba; a window alarms when it is more isolated than every training one;
+- ``host``: the stream's host scoring (:mod:`jobs.host_state`), and each of its two detectors alone:
+  - ``iforest``: one Isolation Forest per host over the host's signals at each window (CPU, run-queue and I/O
+    latency, retransmits, HTTP latency and error ratio, memory, filesystem), each as its robust z against its own
+    trailing hour, trained with ``augur train``'s code on the fault-free training span and scored in numba; a window
+    alarms when it is more isolated than every training one;
+  - ``envelope``: a window alarms when a signal is further from its median than in any training window (and at
+    least ``ensemble.outlier-z`` robust sigmas);
 - ``ensemble``: the univariate ensemble on every series (what the stream emits), a host alarms when any series does;
-- ``either``: the union of both.
+- ``either``: the union of ``host`` and ``ensemble``.
 
 Alarmed windows closer than ``--merge-min`` minutes form one incident. An incident on a fault's host that overlaps
 the fault (or starts within ``--grace-min`` after it) detects it; any other incident is a false alarm. Reports
 precision, recall and F1 over events and the detection delay (first alarm minus fault start), and ends with
-``HOSTS iforest_f1=.. ensemble_f1=.. either_f1=..``.
+``HOSTS host_f1=.. iforest_f1=.. envelope_f1=.. ensemble_f1=.. either_f1=..``.
 
 ``--recording DIR`` scores a real drill instead (:mod:`augur.fault_drill`: this host's real kernel telemetry with
 real injected faults and their labels): windows of ``--window`` (default 5s, as the drill samples every second),
@@ -47,9 +50,10 @@ def scenario(train_hours: int, test_hours: int, hosts: int = 4, seed: int = 21) 
     return SyntheticTelemetry(hosts=hosts, seed=seed, faults=faults), faults
 
 
-def iforest_alarms(features: list[dict], split_ms: int, registry_dir: str) -> dict[str, np.ndarray]:
-    """Window ends (test span) at which each host's forest alarms, exactly as the stream judges them: forests fitted
-    by ``augur train``'s code on the windows before ``split_ms``, then every host's windows run through
+def host_alarms(features: list[dict], split_ms: int, registry_dir: str) -> dict[str, dict[str, np.ndarray]]:
+    """Window ends (test span) at which each host is judged anomalous (``host``), and at which each of its detectors
+    votes so (``iforest``, ``envelope``), exactly as the stream judges them: forests fitted by ``augur train``'s
+    code on the windows before ``split_ms``, then every host's windows run through
     :class:`jobs.host_state.HostRunner` with those forests in a registry."""
     from augur.config import Config
     from jobs import host_state
@@ -61,11 +65,14 @@ def iforest_alarms(features: list[dict], split_ms: int, registry_dir: str) -> di
     runner = host_state.HostRunner(host_state.HostScorer(params, registry))
     for f in sorted(features, key=lambda f: f["window_end"]):
         runner.add(f)
-    alarms = defaultdict(list)
+    alarms = {name: defaultdict(list) for name in ("host", "iforest", "envelope")}
     for a in runner.close_until(2 ** 62):
         if a["window_end"] > split_ms:
-            alarms[a["host"]].append(a["window_end"])
-    return {h: np.array(v, dtype=np.int64) for h, v in alarms.items()}
+            alarms["host"][a["host"]].append(a["window_end"])
+            for d in a["detectors"]:
+                if d["vote"]:
+                    alarms[d["name"]][a["host"]].append(a["window_end"])
+    return {name: {h: np.array(v, dtype=np.int64) for h, v in by_host.items()} for name, by_host in alarms.items()}
 
 
 def incidents(alarm_ends: np.ndarray, merge_ms: int) -> list[tuple[int, int]]:
@@ -145,15 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     built = time.perf_counter() - start
     import tempfile
     with tempfile.TemporaryDirectory() as registry_dir:
-        alarms = {"iforest": iforest_alarms(out.features, split, registry_dir)}
+        alarms = host_alarms(out.features, split, registry_dir)
     ens = defaultdict(list)
     for a in out.anomalies:
         if a["window_end"] > split:
             ens[a["host"]].append(a["window_end"])
     alarms["ensemble"] = {h: np.array(v, dtype=np.int64) for h, v in ens.items()}
-    alarms["either"] = {h: np.concatenate([alarms["iforest"].get(h, np.empty(0, np.int64)),
+    alarms["either"] = {h: np.concatenate([alarms["host"].get(h, np.empty(0, np.int64)),
                                            alarms["ensemble"].get(h, np.empty(0, np.int64))])
-                        for h in set(alarms["iforest"]) | set(alarms["ensemble"])}
+                        for h in set(alarms["host"]) | set(alarms["ensemble"])}
     merge = int((args.merge_min if args.merge_min is not None else default_merge) * MIN)
     grace = int((args.grace_min if args.grace_min is not None else default_merge) * MIN)
     print(f"{what}; features + univariate scoring took {built:.0f} s")

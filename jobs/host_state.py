@@ -8,7 +8,12 @@ latency and HTTP latency all a little up at once) with no series anomalous on it
 2. each signal becomes its robust z against its own trailing ``host.window`` windows (:mod:`udfs.host_residuals`);
 3. the host's forest from the registry (trained by ``augur train`` on the same rows, :mod:`models.iforest_export`)
    scores the row in numba (:mod:`udfs.iforest`); a row scoring below the lowest training score (minus
-   ``host.margin``) is an anomaly, emitted on ``augur.anomalies.v1`` as the series ``augur.host.state`` of the host.
+   ``host.margin``) is an anomaly, emitted on ``augur.anomalies.v1`` as the series ``augur.host.state`` of the host;
+4. so is a row with a signal beyond its envelope: further from its recent median than in any training row, and at
+   least ``ensemble.outlier-z`` robust sigmas. A forest cannot judge there: it never splits on a signal that was
+   flat in training, and a point far beyond the training range lands in the leaves of its most extreme training
+   points, so an error burst on a host that never had an error, or a retransmit storm, scores like a normal window.
+   The record lists both detectors (``iforest``, ``envelope``) and their votes.
 
 A host without a forest is still followed (so its residuals are warm when a forest arrives) but never judged.
 Engines feed the host's feature records of a window in any order: contributions are kept per series and summed in
@@ -131,15 +136,26 @@ class HostScorer:
         return z, ready
 
     def score(self, state: np.ndarray, host: str, window_start: int, window_end: int, parts: Parts) -> dict | None:
-        """Learn the host's window; return its anomaly record if the host's forest finds it anomalous."""
+        """Learn the host's window; return its anomaly record if the host's forest finds it anomalous, or a signal
+        is beyond its training envelope."""
         z, ready = self.residuals(state, parts)
         forest = self.registry.forest_for(host, len(SIGNALS))
         if forest is None or not ready:
             return None
         s = float(forest_scores(forest, z[None, :])[0])
-        if s >= forest.threshold - self.params.margin:
+        isolated = s < forest.threshold - self.params.margin
+        excess = envelope_excess(forest, z, self.params.outlier_z)
+        if not isolated and not excess.max() > 1.0:
             return None
-        return anomaly_record(host, window_start, window_end, s, z, forest)
+        return anomaly_record(host, window_start, window_end, s, isolated, excess, z, forest)
+
+
+def envelope_excess(forest: HostForest, z: np.ndarray, floor: float) -> np.ndarray:
+    """Per signal, ``|z| / bound``, the bound being the signal's training envelope but at least ``floor`` (> 1:
+    beyond it); zeros for a forest saved without an envelope."""
+    if forest.envelope is None:
+        return np.zeros(len(z))
+    return np.abs(z) / np.maximum(forest.envelope, floor)
 
 
 def forest_scores(forest: HostForest, rows: np.ndarray) -> np.ndarray:
@@ -148,21 +164,30 @@ def forest_scores(forest: HostForest, rows: np.ndarray) -> np.ndarray:
                                  float(a["denominator"][0]), np.ascontiguousarray(rows, dtype=np.float64))
 
 
-def anomaly_record(host: str, window_start: int, window_end: int, s: float, z: np.ndarray,
-                   forest: HostForest) -> dict:
+def anomaly_record(host: str, window_start: int, window_end: int, s: float, isolated: bool, excess: np.ndarray,
+                   z: np.ndarray, forest: HostForest) -> dict:
+    beyond = float(excess.max())
     strength = min(max(-s, 0.0), 1.0)   # score_samples is in (-1, 0): its negation is the forest's anomaly score
+    detectors = [{"name": "iforest", "score": strength, "raw": s, "vote": isolated, "model_version": forest.version}]
+    if forest.envelope is not None:     # x / (1 + x): 0.5 at the envelope, towards 1 far beyond it
+        detectors.append({"name": "envelope", "score": beyond / (1.0 + beyond), "raw": beyond, "vote": beyond > 1.0,
+                          "model_version": forest.version})
     top = sorted(range(len(SIGNALS)), key=lambda i: -abs(z[i]))[:3]
     odd = ", ".join(f"{SIGNALS[i]} {z[i]:+.1f}" for i in top if z[i] != 0.0) or "no single signal"
+    why = []
+    if isolated:
+        why.append(f"more isolated than any window its forest was trained on ({strength:.3f} > "
+                   f"{-forest.threshold:.3f})")
+    if beyond > 1.0:
+        out = ", ".join(SIGNALS[i] for i in np.argsort(-excess, kind="stable") if excess[i] > 1.0)
+        why.append(f"{out} beyond anything in its training (up to {beyond:.1f}x its envelope)")
     return {
         "v": 1, "ts": window_end, "host": host, "producer": JOB_PRODUCER,
         "series_id": series.series_id(host, HOST_METRIC, {}), "metric": HOST_METRIC, "attrs": {},
-        "window_start": window_start, "window_end": window_end, "value": strength, "score": strength,
-        "verdict": "anomaly",
-        "detectors": [{"name": "iforest", "score": strength, "raw": s, "vote": True,
-                       "model_version": forest.version}],
-        "explanation": (f"state of host {host}: more isolated than any window its forest was trained on "
-                        f"({strength:.3f} > {-forest.threshold:.3f}); furthest from their recent medians (robust z):"
-                        f" {odd}")[:512],
+        "window_start": window_start, "window_end": window_end, "value": strength,
+        "score": max(d["score"] for d in detectors if d["vote"]), "verdict": "anomaly", "detectors": detectors,
+        "explanation": (f"state of host {host}: {'; '.join(why)}; furthest from their recent medians (robust z): "
+                        f"{odd}")[:512],
     }
 
 

@@ -54,10 +54,14 @@ def to_artifact(forest, feature_names: list[str], version: str, meta: dict | Non
 
 
 def host_artifact(rows: np.ndarray, feature_names: list[str], version: str, seed: int = 0) -> Artifact:
-    """A host's forest fitted on its residual rows, with its alarm line: the lowest score of any training row."""
+    """A host's forest fitted on its residual rows, with its alarm line (the lowest score of any training row) and
+    each signal's envelope (the largest |value| of any training row: what the forest cannot judge beyond, see
+    :mod:`jobs.host_state`)."""
     forest = train(rows, seed=seed)
     threshold = float(score(export(forest), rows).min())
-    return to_artifact(forest, feature_names, version, {"threshold": threshold, "rows": int(rows.shape[0])})
+    envelope = [float(v) for v in np.abs(rows).max(axis=0)] if rows.shape[0] else [0.0] * rows.shape[1]
+    return to_artifact(forest, feature_names, version, {"threshold": threshold, "rows": int(rows.shape[0]),
+                                                        "envelope": envelope})
 
 
 def score(arrays: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:

@@ -29,10 +29,12 @@ FOREST_KIND = "iforest"
 
 
 class HostForest(NamedTuple):
-    """A host's exported forest (:mod:`udfs.iforest` arrays), its alarm line and its version."""
+    """A host's exported forest (:mod:`udfs.iforest` arrays), its alarm line, its version and its signals'
+    training envelope."""
     arrays: dict
     threshold: float      # a window whose score_samples is below this is anomalous (the training minimum)
     version: str
+    envelope: np.ndarray | None = None   # per signal, the largest |z| in training (None: a forest saved without it)
 
 
 def _checked(kind: str, a: np.ndarray) -> np.ndarray:
@@ -58,6 +60,8 @@ def host_forest(art: Artifact, n_signals: int) -> HostForest:
         a = {k: np.asarray(art.arrays[k]) for k in iforest_export.ARRAYS}
         threshold = float(art.meta["threshold"])
         names = list(art.meta["features"])
+        envelope = art.meta.get("envelope")
+        envelope = None if envelope is None else np.asarray([float(v) for v in envelope], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"not a host forest: {exc!r}") from exc
     nodes = a["feature"].shape[0]
@@ -75,8 +79,11 @@ def host_forest(art: Artifact, n_signals: int) -> HostForest:
             or np.any((a["left"][inner] <= np.flatnonzero(inner)) | (a["left"][inner] >= nodes))
             or np.any((a["right"][inner] <= np.flatnonzero(inner)) | (a["right"][inner] >= nodes))):
         raise ArtifactError("forest nodes point outside the forest (or backwards, which could loop)")
+    if envelope is not None and (envelope.shape != (n_signals,) or not np.all(np.isfinite(envelope))
+                                 or np.any(envelope < 0)):
+        raise ArtifactError(f"the forest's envelope must be {n_signals} finite numbers >= 0")
     arrays = {k: (a[k].astype(np.int64) if k in ints else a[k].astype(np.float64)) for k in a}
-    return HostForest(arrays, threshold, art.version)
+    return HostForest(arrays, threshold, art.version, envelope)
 
 
 class ModelRegistry:

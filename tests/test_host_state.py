@@ -120,22 +120,80 @@ def test_the_forest_judges_a_hosts_windows_and_explains_its_verdict(tmp_path):
         runner.add(f)
     got = runner.close_until(300 * W)
     assert runner.pending == {"web-1": {}}
-    # the forest only knows the training range (a point far beyond it lands in the leaves of the most extreme
-    # training points), so the jump must be found in its three windows, not necessarily in the first
     at_shift = [a for a in got if 251 * W <= a["window_end"] <= 253 * W]
     assert at_shift and len(got) <= 10, [a["window_end"] // W for a in got]
-    a = at_shift[0]
-    codec.encode(topics.ANOMALIES.name, a)                      # a valid augur.anomalies.v1 record
-    assert a["metric"] == host_state.HOST_METRIC and a["series_id"] == series.series_id("web-1", a["metric"], {})
-    assert a["detectors"][0]["name"] == "iforest" and a["detectors"][0]["model_version"] == "iforest/test"
     forest = registry.forest_for("web-1", N_SIGNALS)
-    assert a["detectors"][0]["raw"] < forest.threshold and a["score"] == -a["detectors"][0]["raw"]
-    assert "io_p99 +" in a["explanation"] and "http_p99 +" in a["explanation"]
+    for a in at_shift:
+        codec.encode(topics.ANOMALIES.name, a)                  # a valid augur.anomalies.v1 record
+        assert a["metric"] == host_state.HOST_METRIC and a["series_id"] == series.series_id("web-1", a["metric"], {})
+        assert [d["name"] for d in a["detectors"]] == ["iforest", "envelope"]
+        assert all(d["model_version"] == "iforest/test" for d in a["detectors"])
+        assert a["score"] == max(d["score"] for d in a["detectors"] if d["vote"])
+        assert "io_p99 +" in a["explanation"] and "http_p99 +" in a["explanation"]
+    # the jump is beyond the envelope of both latencies from its first window on ...
+    first = at_shift[0]
+    assert first["window_end"] == 251 * W and first["detectors"][1]["vote"]
+    assert "io_p99, http_p99 beyond anything in its training" in first["explanation"] \
+        or "http_p99, io_p99 beyond anything in its training" in first["explanation"]
+    # ... and the forest isolates it in one of its three windows (it knows only the training range: a point far
+    # beyond it lands in the leaves of the most extreme training points, so not necessarily in the first)
+    isolated = [a for a in at_shift if a["detectors"][0]["vote"]]
+    assert isolated and all(a["detectors"][0]["raw"] < forest.threshold for a in isolated)
+    assert "more isolated than any window its forest was trained on" in isolated[0]["explanation"]
     # a host without a forest is followed but never judged
     other = host_state.HostRunner(host_state.HostScorer(params, ModelRegistry(tmp_path / "empty")))
     for f in windows_of(300, rng, shift_at=250):
         other.add(f)
     assert other.close_until(300 * W) == [] and other.states["web-1"][0] == 300
+
+
+def test_a_signal_flat_in_training_that_departs_is_judged_by_the_envelope_not_the_forest(tmp_path):
+    """A host that never had a 5xx: its error-ratio signal is 0 in every training row, so the forest never splits on
+    it and an error burst scores like any window. The envelope (the largest |z| per signal in training, at least
+    ensemble.outlier-z) flags it, and names the signal. A forest saved before envelopes existed still scores."""
+    rng = np.random.default_rng(4)
+    params = host_state.HostParams()
+    k = host_state.SIGNALS.index("http_errors")
+
+    def windows(n: int, burst_at: int | None = None) -> list[dict]:
+        feats = windows_of(n, rng)
+        for i in range(n):
+            end = (i + 1) * W
+            ok = feature("web-1", "http.server.requests", "delta", 1000.0, end, {"http.response.status_class": "2xx"})
+            feats.append(ok)
+            if burst_at is not None and burst_at <= i < burst_at + 3:
+                feats.append(feature("web-1", "http.server.requests", "delta", 400.0, end,
+                                     {"http.response.status_class": "5xx"}))
+        return feats
+
+    rows = host_state.training_rows(windows(300), params)["web-1"]
+    assert np.all(rows[:, k] == 0.0)                               # flat in training
+    art = iforest_export.host_artifact(rows, list(host_state.SIGNALS), "iforest/flat")
+    assert art.meta["envelope"][k] == 0.0
+    registry = ModelRegistry(tmp_path / "with")
+    registry.save_forest("web-1", art)
+    runner = host_state.HostRunner(host_state.HostScorer(params, registry))
+    burst = windows(300, burst_at=250)
+    for f in burst:
+        runner.add(f)
+    got = {a["window_end"]: a for a in runner.close_until(300 * W)}
+    a = got.get(251 * W)
+    assert a is not None, sorted(e // W for e in got)
+    forest_vote, envelope_vote = (d["vote"] for d in a["detectors"])
+    assert envelope_vote and not forest_vote                       # the forest alone would have missed it
+    assert a["explanation"].startswith("state of host web-1: http_errors beyond anything in its training")
+    assert a["detectors"][1]["raw"] > 1.0 and a["score"] == a["detectors"][1]["score"]
+    # the same forest without its envelope (saved by an earlier version): the forest alone, which misses the burst
+    old = Artifact(art.kind, art.version, art.arrays, {m: v for m, v in art.meta.items() if m != "envelope"})
+    assert host_forest(old, N_SIGNALS).envelope is None
+    registry = ModelRegistry(tmp_path / "without")
+    registry.save_forest("web-1", old)
+    runner = host_state.HostRunner(host_state.HostScorer(params, registry))
+    for f in burst:
+        runner.add(f)
+    judged = runner.close_until(300 * W)
+    assert [a for a in judged if 251 * W <= a["window_end"] <= 253 * W] == []
+    assert all([d["name"] for d in a["detectors"]] == ["iforest"] for a in judged)
 
 
 def test_the_registry_refuses_a_forest_that_does_not_fit_and_keeps_the_previous_one(tmp_path, capsys):
@@ -149,6 +207,9 @@ def test_the_registry_refuses_a_forest_that_does_not_fit_and_keeps_the_previous_
     looping.arrays["left"][inner] = inner                     # a node that is its own child would never end
     with pytest.raises(ArtifactError, match="outside the forest"):
         host_forest(looping, N_SIGNALS)
+    for bad in ([1.0] * (N_SIGNALS - 1), [float("nan")] * N_SIGNALS, [-1.0] * N_SIGNALS, "high"):
+        with pytest.raises(ArtifactError, match="envelope|not a host forest"):
+            host_forest(Artifact(good.kind, "v3", good.arrays, {**good.meta, "envelope": bad}), N_SIGNALS)
     registry = ModelRegistry(tmp_path, recheck_s=0.0)
     registry.save_forest("h", good)
     assert registry.forest_for("h", N_SIGNALS).version == "v1"
