@@ -31,7 +31,7 @@ Speed: each detector module has a ``step_at(buf, base, ..)`` that works on its s
 array (``step(state, ..)`` is ``step_at(state, 0, ..)``), and the ensemble inlines them into :func:`_step`, which is
 compiled without numba's reference counting (``_nrt=False``: it allocates nothing). A view such as
 ``state[a:b]``, or an array passed to a function that is not inlined, costs numba two atomic reference-count
-updates, about 13 ns a view here; with some twenty of them per point they were a third of the ensemble's time.
+updates, about 13 ns a view here; with some twenty of them per point they were about 40% of the ensemble's time.
 ``augur bench kernels`` measures it.
 """
 
