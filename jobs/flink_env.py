@@ -49,6 +49,10 @@ def create_stream_env(cfg: Config, checkpoint_interval_ms: int | None = None):
     """``checkpoint_interval_ms`` overrides ``stream.checkpoint-interval-ms`` (the archive job has its own)."""
     # Python workers are started by the JVM and inherit this environment: make the project importable there.
     os.environ["PYTHONPATH"] = python_path_with_repo()
+    # the embedded cluster's Flink log goes to this run's directory, not to the one file in PyFlink's package that
+    # every local job would overwrite
+    log_dir = Path(os.environ.setdefault("FLINK_LOG_DIR", str(paths.run_dir() / "flink-logs")))
+    log_dir.mkdir(parents=True, exist_ok=True)
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 

@@ -81,6 +81,18 @@ def parse_call(cfg: Config) -> str:
             f"CAST({cfg['stream.max-future-skew-ms']} AS BIGINT), {schema})")
 
 
+def kept_active(stream):
+    """``stream`` (a PyFlink DataStream on the JVM side) through Augur's ``KeepActive`` operator: the same records
+    and watermarks, and an output that never turns idle, so that no Python operator downstream drops a watermark
+    (see ``jvm/src/main/java/dev/augur/flink/KeepActive.java``)."""
+    from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
+
+    j_stream = stream._j_data_stream
+    operator = get_gateway().jvm.dev.augur.flink.KeepActive()
+    return DataStream(j_stream.transform("keep-active", j_stream.getType(), operator)).uid("keep-active")
+
+
 def build(t_env, cfg: Config, bounded: bool = False):
     """Register the source and the views; returns ``(windows, rejected, late)`` tables.
 
