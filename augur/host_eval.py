@@ -72,7 +72,12 @@ def host_alarms(features: list[dict], split_ms: int, registry_dir: str) -> dict[
             for d in a["detectors"]:
                 if d["vote"]:
                     alarms[d["name"]][a["host"]].append(a["window_end"])
-    return {name: {h: np.array(v, dtype=np.int64) for h, v in by_host.items()} for name, by_host in alarms.items()}
+    return {name: alarm_arrays(by_host) for name, by_host in alarms.items()}
+
+
+def alarm_arrays(by_host: dict[str, list[int]]) -> dict[str, np.ndarray]:
+    """Each host's alarmed window ends as an int64 array."""
+    return {h: np.array(v, dtype=np.int64) for h, v in by_host.items()}
 
 
 def incidents(alarm_ends: np.ndarray, merge_ms: int) -> list[tuple[int, int]]:
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     for a in out.anomalies:
         if a["window_end"] > split:
             ens[a["host"]].append(a["window_end"])
-    alarms["ensemble"] = {h: np.array(v, dtype=np.int64) for h, v in ens.items()}
+    alarms["ensemble"] = alarm_arrays(ens)
     alarms["either"] = {h: np.concatenate([alarms["host"].get(h, np.empty(0, np.int64)),
                                            alarms["ensemble"].get(h, np.empty(0, np.int64))])
                         for h in set(alarms["host"]) | set(alarms["ensemble"])}

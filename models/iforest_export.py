@@ -59,7 +59,7 @@ def host_artifact(rows: np.ndarray, feature_names: list[str], version: str, seed
     :mod:`jobs.host_state`)."""
     forest = train(rows, seed=seed)
     threshold = float(score(export(forest), rows).min())
-    envelope = [float(v) for v in np.abs(rows).max(axis=0)] if rows.shape[0] else [0.0] * rows.shape[1]
+    envelope = np.abs(rows).max(axis=0).tolist()   # rows is not empty: the forest could not have been fitted
     return to_artifact(forest, feature_names, version, {"threshold": threshold, "rows": int(rows.shape[0]),
                                                         "envelope": envelope})
 
