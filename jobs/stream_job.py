@@ -9,7 +9,7 @@
 
 Everything up to the windows runs on the JVM (:mod:`jobs.telemetry_windows`); Python starts at one row per series
 per window, behind the JVM operator that keeps the source's idleness out of the Python stages
-(:func:`jobs.telemetry_windows.kept_active`). Scoring is per series (the ensemble) and per host (the Isolation
+(:func:`jobs.telemetry_windows.for_python`, which every SQL table handed to Python goes through). Scoring is per series (the ensemble) and per host (the Isolation
 Forest over the host's signals, :mod:`jobs.host_state`); both write to the anomalies topic. With checkpointing on
 (the default), the Kafka sinks are exactly-once: a consumer reading them with ``isolation.level=read_committed`` sees
 each record once, after the checkpoint that covers it completes.
@@ -39,12 +39,14 @@ def build(env, cfg: Config, bounded: bool = False):
     t_env = StreamTableEnvironment.create(env)
     windows, rejected, late = telemetry_windows.build(t_env, cfg, bounded)
     values = cfg.to_dict()
-    features = (telemetry_windows.kept_active(t_env.to_data_stream(windows))
+    features = (telemetry_windows.for_python(t_env, windows, "keep-active")
                 .map(fn.WindowToFeatures(values), output_type=Types.PICKLED_BYTE_ARRAY())
                 .uid("window-features").name("window-features"))
-    dead = (t_env.to_data_stream(rejected).map(fn.RejectedToDeadLetter(values), output_type=fn.KEYED_JSON)
+    dead = (telemetry_windows.for_python(t_env, rejected, "keep-active-rejected")
+            .map(fn.RejectedToDeadLetter(values), output_type=fn.KEYED_JSON)
             .uid("rejected-records").name("rejected-records")
-            .union(t_env.to_data_stream(late).map(fn.LateToDeadLetter(), output_type=fn.KEYED_JSON)
+            .union(telemetry_windows.for_python(t_env, late, "keep-active-late")
+                   .map(fn.LateToDeadLetter(), output_type=fn.KEYED_JSON)
                    .uid("late-records").name("late-records")))
 
     anomalies = (features.key_by(lambda f: f["series_id"], key_type=Types.STRING())
