@@ -161,9 +161,13 @@ class ScoreHosts(KeyedProcessFunction):
         self.windows = runtime_context.get_map_state(
             MapStateDescriptor("host_open_windows", Types.LONG(), Types.STRING()))
         self.legacy = runtime_context.get_state(ValueStateDescriptor("host_windows", Types.STRING()))
+        self.legacy_checked = set()   # hosts whose old state this task has looked at (a few per host, not per record)
 
-    def _adopt_legacy(self) -> None:
+    def _adopt_legacy(self, host: str) -> None:
         """Move the open windows of a savepoint taken before the map state (one JSON object) into the map."""
+        if host in self.legacy_checked:
+            return
+        self.legacy_checked.add(host)
         stored = self.legacy.value()
         if not stored:
             return
@@ -172,7 +176,7 @@ class ScoreHosts(KeyedProcessFunction):
         self.legacy.clear()
 
     def process_element(self, feature: dict, ctx: KeyedProcessFunction.Context):
-        self._adopt_legacy()
+        self._adopt_legacy(ctx.get_current_key())
         end = feature["window_end"]
         stored = self.windows.get(end)
         if stored is None:
@@ -184,7 +188,7 @@ class ScoreHosts(KeyedProcessFunction):
         self.windows.put(end, orjson.dumps(entry).decode())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        self._adopt_legacy()
+        self._adopt_legacy(ctx.get_current_key())
         end = timestamp + 1
         stored = self.windows.get(end)
         if stored is None:

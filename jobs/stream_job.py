@@ -9,8 +9,9 @@
 
 Everything up to the windows runs on the JVM (:mod:`jobs.telemetry_windows`); Python starts at one row per series
 per window, behind the JVM operator that keeps the source's idleness out of the Python stages
-(:func:`jobs.telemetry_windows.for_python`, which every SQL table handed to Python goes through). Scoring is per series (the ensemble) and per host (the Isolation
-Forest over the host's signals, :mod:`jobs.host_state`); both write to the anomalies topic. With checkpointing on
+(:func:`jobs.telemetry_windows.for_python`, which every SQL table handed to Python goes through). Scoring is per
+series (the ensemble) and per host (the Isolation Forest over the host's signals, :mod:`jobs.host_state`); both
+write to the anomalies topic. With checkpointing on
 (the default), the Kafka sinks are exactly-once: a consumer reading them with ``isolation.level=read_committed`` sees
 each record once, after the checkpoint that covers it completes.
 
