@@ -48,7 +48,7 @@ def write_outputs(out: Path, name: str, rel: str, stamps, values, score: np.ndar
     with open(path, "w") as f:
         f.write("timestamp,value,anomaly_score\n")
         for ts, v, a in zip(stamps, values, s):
-            f.write(f"{ts},{v!r},{a:.6f}\n")
+            f.write(f"{ts},{float(v)!r},{a:.6f}\n")
 
 
 def nab_score(data: Path, folder: Path, scorer: Path) -> tuple[float, float, float]:
