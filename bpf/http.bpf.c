@@ -6,7 +6,9 @@
  *   request in that storage;
  * - cgroup_skb egress: on a marked socket with a request open, a sent segment starting with "HTTP/1." closes it
  *   with its status.
- * Every other packet costs a pointer lookup (no socket storage) and nothing else, and unlike syscall tracepoints
+ * sock_ops also marks the server's local port in an array. A packet of an unmarked port costs one array lookup
+ * (inlined by the verifier), one of a marked port that is not an accepted socket a socket-storage lookup, and
+ * nothing else; and unlike syscall tracepoints
  * nothing runs for syscalls that are not network I/O. The latency runs from the request's arrival at the
  * server's socket to its response leaving it (queueing before the server read it included). Only the method, the
  * path (cut at '?', digit runs folded to one '0') and the status class are kept. Connections accepted before the
@@ -20,13 +22,17 @@
 #include "http.h"
 
 BPF_SK_STORAGE(server_socks, struct inflight_req);          /* accepted sockets: the request awaiting reply */
+/* local ports that accepted a connection since the collector started (1 = yes): a packet of any other port is let
+ * through without the socket-storage lookup, which is most of what a client's packets cost (an array lookup is
+ * inlined by the verifier; the storage lookup is a helper call). A port stays marked after its server stops: its
+ * packets then only take the lookup again. */
+BPF_ARRAY(server_ports, u8, 65536);
 /* per-CPU histograms (user space sums the CPUs): no cache line shared between CPUs per request (the adds stay
  * atomic, as a softirq may interrupt a program on the same CPU); entries are allocated when a key first appears,
  * not for MAX_KEYS x CPUs up front */
 BPF_F_TABLE("percpu_hash", struct req_key, struct hist, http0, MAX_KEYS, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("percpu_hash", struct req_key, struct hist, http1, MAX_KEYS, BPF_F_NO_PREALLOC);
 BPF_ARRAY(overflow, u64, 1);                                 /* requests not aggregated: the key map was full */
-BPF_PERCPU_ARRAY(scratch, struct req_key, 1);
 
 #define PASS 1
 #define MIN_REQUEST 14  /* "GET / HTTP/1.0" */
@@ -35,6 +41,24 @@ BPF_PERCPU_ARRAY(scratch, struct req_key, 1);
  * paged data too (a TCP payload is usually not in the skb's linear part, which is all that the _relative variant
  * reads) */
 #define LOAD(skb, off, dst, n) bpf_skb_load_bytes(skb, off, dst, n)
+#define MAX_HEADERS 120  /* IPv4 with options (60) + TCP with options (60): the largest offset a header read uses */
+
+/* n (a constant) bytes of the headers at off: read from the packet's linear part directly where they lie in it
+ * (the IP and TCP headers normally do), else through the helper; each segment of an accepted socket took three
+ * helper calls for its headers before. */
+static __always_inline int header_bytes(struct __sk_buff *skb, u32 off, void *dst, const u32 n)
+{
+    void *data = (void *)(long)skb->data;
+    void *end = (void *)(long)skb->data_end;
+    if (off <= MAX_HEADERS) {
+        void *p = data + off;
+        if (p + n <= end) {
+            __builtin_memcpy(dst, p, n);
+            return 0;
+        }
+    }
+    return LOAD(skb, off, dst, n);
+}
 
 /* Where the TCP payload of this segment starts (from the network header) and the local port of its socket;
  * 0 when it is not TCP over IPv4/IPv6 or carries less than min_len bytes. */
@@ -45,12 +69,13 @@ static __always_inline u32 tcp_payload(struct __sk_buff *skb, bool ingress, u32 
     if (skb->len < 40 + min_len)  /* shorter than the smallest IPv4 + TCP headers and the payload: a pure ACK */
         return 0;
     if (skb->protocol == bpf_htons(ETH_P_IP)) {
-        u8 vihl;
-        if (LOAD(skb, 0, &vihl, 1) || LOAD(skb, 9, &proto, 1))
+        u8 ip[10];  /* version/IHL .. protocol */
+        if (header_bytes(skb, 0, ip, sizeof(ip)))
             return 0;
-        off = (vihl & 0x0f) * 4;
+        proto = ip[9];
+        off = (ip[0] & 0x0f) * 4;
     } else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-        if (LOAD(skb, 6, &proto, 1))  /* extension headers are not followed: their segments are skipped */
+        if (header_bytes(skb, 6, &proto, 1))  /* extension headers are not followed: their segments are skipped */
             return 0;
         off = 40;
     } else {
@@ -63,7 +88,7 @@ static __always_inline u32 tcp_payload(struct __sk_buff *skb, bool ingress, u32 
         u8 seq_ack[8];
         u8 doff;
     } __attribute__((packed)) tcp;
-    if (LOAD(skb, off, &tcp, sizeof(tcp)))
+    if (header_bytes(skb, off, &tcp, sizeof(tcp)))
         return 0;
     off += (tcp.doff >> 4) * 4;
     if (skb->len < off + min_len)
@@ -94,12 +119,20 @@ int http_sockops(struct bpf_sock_ops *skops)
     struct bpf_sock *sk = skops->sk;  /* read once: the verifier tracks the NULL check on this copy */
     if (sk)
         server_socks.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    u32 port = skops->local_port & 0xffff;
+    u8 *marked = server_ports.lookup(&port);
+    if (marked)
+        *marked = 1;
     return 1;
 }
 
 /* The storage of an accepted socket, or NULL for any other packet. */
 static __always_inline struct inflight_req *server_sock(struct __sk_buff *skb)
 {
+    u32 port = skb->local_port & 0xffff;
+    u8 *marked = server_ports.lookup(&port);
+    if (!marked || !*marked)
+        return 0;
     struct bpf_sock *sk = skb->sk;
     if (!sk)
         return 0;
@@ -135,7 +168,7 @@ int http_ingress(struct __sk_buff *skb)
         if (LOAD(skb, off + skip, path, ((left - 1) & (ROUTE_LEN - 1)) + 1))
             return PASS;
     }
-    __builtin_memset(req->route, 0, ROUTE_LEN);
+    __builtin_memset(req->key.route, 0, ROUTE_LEN);
     u32 out = 0;
     bool in_digits = false;
 #pragma unroll
@@ -151,10 +184,14 @@ int http_ingress(struct __sk_buff *skb)
         } else {
             in_digits = false;
         }
-        req->route[out & (ROUTE_LEN - 1)] = c;
+        req->key.route[out & (ROUTE_LEN - 1)] = c;
         out++;
     }
-    req->method = method;
+    req->key.method = method;
+    if (!req->key.cgroup_id) {  /* the socket's own: set by its first request */
+        req->key.cgroup_id = bpf_skb_cgroup_id(skb);
+        req->key.port = port;
+    }
     req->ts = bpf_ktime_get_ns();
     return PASS;
 }
@@ -175,16 +212,8 @@ int http_egress(struct __sk_buff *skb)
         return PASS;
     u64 us = (bpf_ktime_get_ns() - req->ts) / 1000;
     req->ts = 0;
-    u32 zero = 0;
-    struct req_key *k = scratch.lookup(&zero);
-    if (!k)
-        return PASS;
-    __builtin_memset(k, 0, sizeof(*k));
-    k->cgroup_id = bpf_skb_cgroup_id(skb);
-    k->port = port;
-    k->method = req->method;
+    struct req_key *k = &req->key;
     k->status_class = (head[9] >= '1' && head[9] <= '5') ? head[9] - '0' : 0;
-    __builtin_memcpy(k->route, req->route, ROUTE_LEN);
     struct hist init = {}, *h;
     if (augur_slot())
         h = http1.lookup_or_try_init(k, &init);
@@ -193,6 +222,7 @@ int http_egress(struct __sk_buff *skb)
     if (h) {
         augur_hist_add(h, us);  /* this CPU's copy */
     } else {
+        u32 zero = 0;
         u64 *n = overflow.lookup(&zero);
         if (n)
             __sync_fetch_and_add(n, 1);

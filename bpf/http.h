@@ -6,13 +6,6 @@
 
 enum http_method { M_OTHER = 0, M_GET, M_POST, M_PUT, M_DELETE, M_HEAD, M_PATCH, M_OPTIONS };
 
-struct inflight_req {   /* per accepted socket: the request received and awaiting its response */
-    u64 ts;             /* 0: none */
-    u8 method;
-    u8 pad[7];
-    char route[ROUTE_LEN];
-};
-
 struct req_key {
     u64 cgroup_id;      /* the server socket's cgroup v2 id */
     u16 port;           /* the server's local port (user space names the process listening on it) */
@@ -20,6 +13,12 @@ struct req_key {
     u8 status_class;    /* 1..5 for 1xx..5xx, 0 unknown */
     u8 pad[4];
     char route[ROUTE_LEN];
+};
+
+struct inflight_req {   /* per accepted socket: the request received and awaiting its response */
+    u64 ts;             /* 0: none */
+    struct req_key key; /* the histogram's key, filled as the request arrives (the status when it is answered),
+                         * so the response's program looks its histogram up with it where it lies */
 };
 
 #endif
