@@ -22,11 +22,11 @@
 #include "http.h"
 
 BPF_SK_STORAGE(server_socks, struct inflight_req);          /* accepted sockets: the request awaiting reply */
-/* local ports that accepted a connection since the collector started (1 = yes): a packet of any other port is let
- * through without the socket-storage lookup, which is most of what a client's packets cost (an array lookup is
- * inlined by the verifier; the storage lookup is a helper call). A port stays marked after its server stops: its
- * packets then only take the lookup again. */
-BPF_ARRAY(server_ports, u8, 65536);
+/* local ports that accepted a connection since the collector started, one bit per port (8 KiB): a packet of any
+ * other port is let through without the socket-storage lookup, which is most of what a client's packets cost (an
+ * array lookup is inlined by the verifier; the storage lookup is a helper call). A port stays marked after its
+ * server stops: its packets then only take the lookup again. */
+BPF_ARRAY(server_ports, u64, 1024);
 /* per-CPU histograms (user space sums the CPUs): no cache line shared between CPUs per request (the adds stay
  * atomic, as a softirq may interrupt a program on the same CPU); entries are allocated when a key first appears,
  * not for MAX_KEYS x CPUs up front */
@@ -120,9 +120,10 @@ int http_sockops(struct bpf_sock_ops *skops)
     if (sk)
         server_socks.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
     u32 port = skops->local_port & 0xffff;
-    u8 *marked = server_ports.lookup(&port);
-    if (marked)
-        *marked = 1;
+    u32 word = port >> 6;
+    u64 *ports = server_ports.lookup(&word);
+    if (ports)
+        __sync_fetch_and_or(ports, 1ULL << (port & 63));
     return 1;
 }
 
@@ -130,8 +131,9 @@ int http_sockops(struct bpf_sock_ops *skops)
 static __always_inline struct inflight_req *server_sock(struct __sk_buff *skb)
 {
     u32 port = skb->local_port & 0xffff;
-    u8 *marked = server_ports.lookup(&port);
-    if (!marked || !*marked)
+    u32 word = port >> 6;
+    u64 *ports = server_ports.lookup(&word);
+    if (!ports || !(*ports & (1ULL << (port & 63))))
         return 0;
     struct bpf_sock *sk = skb->sk;
     if (!sk)
