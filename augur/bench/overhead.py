@@ -5,7 +5,8 @@ nginx (one worker) answers a loopback wrk load; rounds alternate without and wit
 collector process's CPU (% of one core) and RSS, each round pair compared within the same run. A last run
 measures the CPU the eBPF programs use in the kernel (% of one core, and ns per request) with the kernel's own
 accounting (``kernel.bpf_stats_enabled``): unlike the throughput ratio this does not move with a noisy
-neighbour, but it counts only the programs' run time, not what their hooks cost around them.
+neighbour, but it counts only the programs' run time, not what their hooks cost around them; it is also printed
+per program (runs per request, ns per run), which is how the ``http`` collector's costs were found.
 """
 
 from __future__ import annotations
@@ -69,40 +70,78 @@ def proc_rss_mb(pid: int) -> float:
 
 
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
+PROG_TYPES = {2: "socket_filter", 5: "tracepoint", 7: "perf_event", 8: "cgroup_skb", 13: "sock_ops",
+              17: "raw_tracepoint", 26: "tracing"}
 
 
-def bpf_run_ns(pid: int) -> int:
-    """Nanoseconds the eBPF programs held open by ``pid`` have run (0 unless bpf_stats is enabled)."""
-    total = 0
+def program_runs(pid: int) -> dict[int, tuple[str, int, int]]:
+    """``{program id: (type, run ns, runs)}`` of the eBPF programs ``pid`` holds open (the ns and runs stay 0
+    unless bpf_stats is enabled)."""
+    out = {}
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
             if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-prog":
                 continue
-            for line in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines():
-                if line.startswith("run_time_ns:"):
-                    total += int(line.split()[1])
-        except OSError:
+            info = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines()
+                        if ":" in line)
+            kind = int(info["prog_type"])
+            out[int(info["prog_id"])] = (PROG_TYPES.get(kind, f"type {kind}"), int(info["run_time_ns"]),
+                                         int(info["run_cnt"]))
+        except (OSError, KeyError, ValueError):
             continue
-    return total
+    return out
 
 
-def programs_cpu(wrk: list[str], args) -> tuple[float, float]:
+def program_name(prog_id: int) -> str:
+    """The program's name (its function's, cut to 15 characters by the kernel), read with the bpf syscall; the id
+    when that fails."""
+    import ctypes
+    import struct
+    libc = ctypes.CDLL(None, use_errno=True)
+    sys_bpf, get_fd_by_id, get_info_by_fd = 321, 13, 15   # x86-64's syscall number; the bpf commands
+    attr = ctypes.create_string_buffer(struct.pack("III", prog_id, 0, 0), 128)
+    fd = libc.syscall(sys_bpf, get_fd_by_id, attr, 128)
+    if fd < 0:
+        return f"prog {prog_id}"
+    try:
+        info = ctypes.create_string_buffer(256)   # struct bpf_prog_info: name[16] at offset 64
+        attr = ctypes.create_string_buffer(struct.pack("IIQ", fd, 256, ctypes.addressof(info)), 128)
+        if libc.syscall(sys_bpf, get_info_by_fd, attr, 128) != 0:
+            return f"prog {prog_id}"
+        return info.raw[64:80].split(b"\0", 1)[0].decode(errors="replace") or f"prog {prog_id}"
+    finally:
+        os.close(fd)
+
+
+def programs_cpu(wrk: list[str], args) -> tuple[float, float, list[tuple[str, str, float, float]]]:
     """One more run with collectors and ``kernel.bpf_stats_enabled`` on (not during the rounds: the accounting
-    reads the clock twice per program run, a cost of its own): the programs' CPU (% of one core) and ns per
-    request. NaN where the kernel offers no BPF accounting."""
+    reads the clock twice per program run, a cost of its own): the programs' CPU (% of one core), ns per request,
+    and per program ``(name, type, runs per request, ns per run)``, busiest first. NaN and no rows where the kernel
+    offers no BPF accounting."""
     if not BPF_STATS.exists():
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), []
     before = BPF_STATS.read_text().strip()
     coll = start_collectors(args.interval, args.signals)
     try:
         BPF_STATS.write_text("1")
-        ns0, t0 = bpf_run_ns(coll.pid), time.monotonic()
+        runs0, t0 = program_runs(coll.pid), time.monotonic()
         on = parse_wrk(subprocess.run(wrk, capture_output=True, text=True, check=True).stdout)
-        pct = 100 * (bpf_run_ns(coll.pid) - ns0) / 1e9 / (time.monotonic() - t0)
+        elapsed = time.monotonic() - t0
+        runs1 = program_runs(coll.pid)
+        names = {pid: program_name(pid) for pid in runs1}
     finally:
         BPF_STATS.write_text(before)
         stop(coll)
-    return pct, pct * 1e7 / on["rps"]
+    requests = on["rps"] * elapsed
+    rows, total_ns = [], 0
+    for pid, (kind, ns, cnt) in runs1.items():
+        ns0, cnt0 = runs0.get(pid, (kind, 0, 0))[1:]
+        total_ns += ns - ns0
+        if cnt > cnt0:
+            rows.append((names[pid], kind, (cnt - cnt0) / requests, (ns - ns0) / (cnt - cnt0)))
+    rows.sort(key=lambda r: -r[2] * r[3])
+    pct = 100 * total_ns / 1e9 / elapsed
+    return pct, pct * 1e7 / on["rps"], rows
 
 
 def free_port() -> int:
@@ -175,9 +214,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {r + 1}: off {off['rps']:9.0f} req/s p50 {off['p50_us']:7.0f} us p99 {off['p99_us']:7.0f} us"
                   f" | on {on['rps']:9.0f} req/s p50 {on['p50_us']:7.0f} us p99 {on['p99_us']:7.0f} us"
                   f" | collector {cpu_pct:5.1f}% cpu {rss:6.1f} MB", flush=True)
-        kernel_pct, kernel_ns = programs_cpu(wrk, args)
+        kernel_pct, kernel_ns, per_program = programs_cpu(wrk, args)
         print(f"a last run with the kernel's BPF accounting on: the programs ran {kernel_pct:.2f}% of one core, "
-              f"{kernel_ns:.0f} ns per request (the accounting's own clock reads included)", flush=True)
+              f"{kernel_ns:.0f} ns per request (the accounting's own clock reads included, about 25 ns a run)",
+              flush=True)
+        shown = [row for row in per_program if row[2] * row[3] >= 1.0]
+        for name, kind, runs, ns in shown:
+            print(f"  {name:<16} {kind:<15} {runs:6.2f} runs/request {ns:7.1f} ns/run {runs * ns:7.1f} ns/request")
+        rest = per_program[len(shown):]
+        if rest:
+            print(f"  {len(rest)} more programs, {sum(r * n for _, _, r, n in rest):.1f} ns/request together")
     finally:
         nginx.send_signal(signal.SIGQUIT)
         try:
