@@ -96,9 +96,13 @@ def program_name(prog_id: int) -> str:
     """The program's name (its function's, cut to 15 characters by the kernel), read with the bpf syscall; the id
     when that fails."""
     import ctypes
+    import platform
     import struct
+    sys_bpf = {"x86_64": 321, "aarch64": 280}.get(platform.machine())   # the bpf syscall's number
+    if sys_bpf is None:
+        return f"prog {prog_id}"
     libc = ctypes.CDLL(None, use_errno=True)
-    sys_bpf, get_fd_by_id, get_info_by_fd = 321, 13, 15   # x86-64's syscall number; the bpf commands
+    get_fd_by_id, get_info_by_fd = 13, 15   # the bpf commands BPF_PROG_GET_FD_BY_ID, BPF_OBJ_GET_INFO_BY_FD
     attr = ctypes.create_string_buffer(struct.pack("III", prog_id, 0, 0), 128)
     fd = libc.syscall(sys_bpf, get_fd_by_id, attr, 128)
     if fd < 0:
