@@ -132,17 +132,17 @@ def programs_cpu(wrk: list[str], args) -> tuple[float, float, list[tuple[str, st
         on = parse_wrk(subprocess.run(wrk, capture_output=True, text=True, check=True).stdout)
         elapsed = time.monotonic() - t0
         runs1 = program_runs(coll.pid)
-        names = {pid: program_name(pid) for pid in runs1}
+        names = {prog: program_name(prog) for prog in runs1}
     finally:
         BPF_STATS.write_text(before)
         stop(coll)
     requests = on["rps"] * elapsed
     rows, total_ns = [], 0
-    for pid, (kind, ns, cnt) in runs1.items():
-        ns0, cnt0 = runs0.get(pid, (kind, 0, 0))[1:]
+    for prog, (kind, ns, cnt) in runs1.items():
+        ns0, cnt0 = runs0.get(prog, (kind, 0, 0))[1:]
         total_ns += ns - ns0
         if cnt > cnt0:
-            rows.append((names[pid], kind, (cnt - cnt0) / requests, (ns - ns0) / (cnt - cnt0)))
+            rows.append((names[prog], kind, (cnt - cnt0) / requests, (ns - ns0) / (cnt - cnt0)))
     rows.sort(key=lambda r: -r[2] * r[3])
     pct = 100 * total_ns / 1e9 / elapsed
     return pct, pct * 1e7 / on["rps"], rows
