@@ -81,24 +81,19 @@ def parse_call(cfg: Config) -> str:
             f"CAST({cfg['stream.max-future-skew-ms']} AS BIGINT), {schema})")
 
 
-def kept_active(stream, uid: str = "keep-active"):
-    """``stream`` (a PyFlink DataStream on the JVM side) through Augur's ``KeepActive`` operator: the same records
-    and watermarks, and an output that never turns idle, so that no Python operator downstream drops a watermark
-    (see ``jvm/src/main/java/dev/augur/flink/KeepActive.java``)."""
+def for_python(t_env, table, uid: str):
+    """``table`` (Flink SQL) as the DataStream that Python operators read, through Augur's ``KeepActive`` operator:
+    the same records and watermarks, and an output that never turns idle (see
+    ``jvm/src/main/java/dev/augur/flink/KeepActive.java``). A Python operator fed straight from SQL would drop the
+    watermark whenever the source turned idle while a bundle of its was open, so the job reads every SQL table it
+    hands to Python through here (the operator's ``uid``: the windows' is ``keep-active``, as before this helper,
+    so savepoints map)."""
     from pyflink.datastream import DataStream
     from pyflink.java_gateway import get_gateway
 
-    j_stream = stream._j_data_stream
+    j_stream = t_env.to_data_stream(table)._j_data_stream
     operator = get_gateway().jvm.dev.augur.flink.KeepActive()
     return DataStream(j_stream.transform("keep-active", j_stream.getType(), operator)).uid(uid)
-
-
-def for_python(t_env, table, uid: str):
-    """``table`` (Flink SQL) as the DataStream that Python operators read, through :func:`kept_active`. A Python
-    operator fed straight from SQL would drop the watermark whenever the source turned idle while a bundle of its
-    was open, so the job reads every SQL table it hands to Python through here (the operator's ``uid``: the
-    windows' is ``keep-active``, as before this helper, so savepoints map)."""
-    return kept_active(t_env.to_data_stream(table), uid)
 
 
 def build(t_env, cfg: Config, bounded: bool = False):

@@ -13,11 +13,14 @@ import org.apache.flink.streaming.runtime.watermarkstatus.WatermarkStatus;
  * watermark status at once. When the status "idle" overtakes a held watermark, the held watermark is emitted into an
  * idle output, and Flink's outputs drop watermarks while idle: downstream event-time timers (the host stage's window
  * scoring, the no-data timers) then wait for the next watermark, which comes only with new data. With this operator
- * between the window stage and the first Python operator, no Python operator ever sees an idle input.
+ * between every Flink SQL table and the Python operator that reads it (jobs.telemetry_windows.for_python), no Python
+ * operator ever sees an idle input.
  *
- * <p>It is safe there because the window stage reads the source through a keyed (all-to-all) exchange: every window
- * subtask sees the watermarks of every source subtask, so downstream operators, which take the minimum over the
- * window subtasks, need no idleness to make progress; when the whole source is idle they keep the last watermark.
+ * <p>It is safe after the window stage because that stage reads the source through a keyed (all-to-all) exchange:
+ * every window subtask sees the watermarks of every source subtask, so downstream operators, which take the minimum
+ * over the window subtasks, need no idleness to make progress; when the whole source is idle they keep the last
+ * watermark. The rejected and late records also pass through it straight from the source, but they lead only to the
+ * dead-letter sink, where no watermark is needed.
  */
 public final class KeepActive<T> extends AbstractStreamOperator<T> implements OneInputStreamOperator<T, T> {
     private static final long serialVersionUID = 1L;
