@@ -161,7 +161,7 @@ class ScoreHosts(KeyedProcessFunction):
         self.windows = runtime_context.get_map_state(
             MapStateDescriptor("host_open_windows", Types.LONG(), Types.STRING()))
         self.legacy = runtime_context.get_state(ValueStateDescriptor("host_windows", Types.STRING()))
-        self.legacy_checked = set()   # hosts whose old state this task has looked at (a few per host, not per record)
+        self.legacy_checked = set()   # hosts whose old state this task has looked at (once each, not per record)
 
     def _adopt_legacy(self, host: str) -> None:
         """Move the open windows of a savepoint taken before the map state (one JSON object) into the map."""
