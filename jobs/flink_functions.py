@@ -149,7 +149,8 @@ class ScoreHosts(KeyedProcessFunction):
     one JSON entry per window end in a map state, so a record reads and writes its own window's entry only (with
     one JSON value for all open windows, as before, a backlog of N windows waiting for the watermark cost O(N) per
     record: 299 windows were open in the end-to-end test's burst). Windows that a savepoint of the old layout
-    holds are moved into the map when their host is next seen; their timers are in the savepoint already."""
+    holds are moved into the map when their host is next seen; their timers are in the savepoint already
+    (tests/test_host_stage_restore.py)."""
 
     def __init__(self, cfg: dict):
         self.cfg_values = cfg
