@@ -18,6 +18,7 @@ from augur.timeparse import format_ms
 from models.ensemble_scorer import EnsembleScorer, detectors_list, explain
 from models.registry import ModelRegistry
 from schemas import codec, series, topics
+from udfs import ensemble as ens
 from udfs.ensemble import VERDICT_ANOMALY
 from udfs.ensemble_params import EnsembleParams
 from udfs.transforms import SCALE_FLOORS, stabilize, unstabilize
@@ -156,7 +157,7 @@ class EnsembleFeatureScorer:
         self.registry = registry
         self.by_type = {t: replace(params, rel_floor=rel, abs_floor=abs_) for t, (rel, abs_) in SCALE_FLOORS.items()}
         self.arrays = {t: p.to_array() for t, p in self.by_type.items()}
-        self.state_size = int(self.init_state().shape[0])
+        self.packed = params.to_array()   # the layout's sizes (the types' arrays differ in their floors only)
 
     @classmethod
     def from_config(cls, cfg: Config) -> "EnsembleFeatureScorer":
@@ -167,8 +168,13 @@ class EnsembleFeatureScorer:
         return EnsembleScorer(self.params).state
 
     def restored(self, stored) -> np.ndarray:
-        """A series' kernel state from keyed state (see :func:`kept_state`)."""
-        return kept_state(stored, self.state_size, self.init_state)
+        """A series' kernel state from keyed state: as kept, carried over from an earlier layout, or fresh when
+        it has another layout (:func:`udfs.ensemble.restore`)."""
+        if stored is not None:
+            state = ens.restore(np.asarray(stored, dtype=np.float64), self.packed)
+            if state is not None:
+                return state
+        return self.init_state()
 
     def score(self, state: np.ndarray, feature: dict) -> dict | None:
         """Score one window causally (then learn it); return the anomaly record if the verdict is 'anomaly'."""

@@ -170,3 +170,27 @@ def test_the_alert_score_is_the_score_except_inside_an_open_incident():
     assert np.all(alert[inside] == 0.0)
     np.testing.assert_array_equal(alert[~inside], s.score[~inside])  # NaN (warm-up) included
     assert np.all(alert[s.onset] >= EnsembleParams().enter)           # an incident's first point keeps its score
+
+
+def test_a_state_of_layout_1_is_carried_over_and_scores_on_exactly_as_it_would_have():
+    """``tests/data/ensemble_layout1.npz`` was written by the ensemble of be3fb22 (layout 1: Fenwick trees in the
+    calibrators, no layout tag), with counts halved every 300 scores so that the carried-over counts are halved
+    ones: a series' state after 2,000 points, what that code gave for the next 1,000 (an incident and a gap among
+    them) and its state after them. A savepoint of the stream holds such states."""
+    from pathlib import Path
+    f = np.load(Path(__file__).parent / "data" / "ensemble_layout1.npz", allow_pickle=False)
+    p = f["params"]
+    state = ens.restore(f["state"], p)
+    assert state is not None and state.shape[0] == f["state"].shape[0] + 1
+    assert state[ens.S_LAYOUT] == ens.init_state(p)[ens.S_LAYOUT]
+    scores, verdicts, _, _, _, probs = ens.score_batch(state, p, f["season"], f["lstm"], f["x"], f["t"])
+    assert (f["verdicts"] == ens.VERDICT_ANOMALY).sum() >= 10 and np.isnan(f["x"]).any()
+    np.testing.assert_array_equal(verdicts, f["verdicts"])
+    np.testing.assert_array_equal(scores, f["scores"])
+    np.testing.assert_array_equal(probs, f["probs"])
+    np.testing.assert_array_equal(state, ens.restore(f["state_after"], p))
+    # the same length with other sizes (a 61-point window, 97 bins) is not read out of place, in either layout
+    other = EnsembleParams(window=61, bins=97).to_array()
+    assert ens.init_state(other).shape == ens.init_state(p).shape
+    assert ens.restore(ens.init_state(p), other) is None and ens.restore(f["state"], other) is None
+    assert ens.restore(state, p) is state

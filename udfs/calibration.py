@@ -1,10 +1,12 @@
 """Online calibration of a detector's raw score to [0, 1]: the score's rank among its own history.
 
 A raw score (>= 0, higher = more anomalous, e.g. |z|) is placed in one of ``n_bins`` log-spaced bins between
-``lo`` and ``hi`` (below ``lo`` -> bin 0, above ``hi`` -> last bin). The state ``[total, max_seen, count_0 ..]``
-keeps the bin counts. The calibrated score is the fraction of past scores below it (half of its own bin's), so
-"0.999" means "higher than 99.9% of this detector's scores on this series", comparable across series and detectors.
-The counts are kept as a Fenwick tree, so ranking and learning cost O(log n_bins).
+``lo`` and ``hi`` (below ``lo`` -> bin 0, above ``hi`` -> last bin). The state ``[total, max_seen, cum_0 ..]``
+keeps the bins' cumulative counts (``cum_k``: past scores in bins 0 .. k). The calibrated score is the fraction of
+past scores below it (half of its own bin's), so "0.999" means "higher than 99.9% of this detector's scores on this
+series", comparable across series and detectors. Ranking reads two counts; learning adds 1 to the counts from the
+score's bin on, a loop of fixed length with no branch that compiles to SIMD adds (it replaced a Fenwick tree, whose
+walks of data-dependent length cost more: ensemble layout 1 held one, see :func:`cumulative_from_fenwick`).
 A score above everything seen so far extrapolates the tail as a Pareto tail of index ``tail_index``:
 ``1 - 0.5 / (total + 1) * (max_seen / raw) ** tail_index``, so a score three times the largest one seen is far
 more certain than one just above it, and a short history can still give a confident verdict for a gross outlier. Counts are halved when ``total`` reaches
@@ -39,25 +41,6 @@ def bin_of_logs(raw: float, n_bins: int, lo: float, hi: float, log_lo: float, lo
     return 1 + int((np.log(raw) - log_lo) / (log_hi - log_lo) * (n_bins - 2))
 
 
-@njit(cache=True, inline="always")
-def _below(buf: np.ndarray, tree: int, b: int) -> float:
-    """Total count of bins 0 .. b-1 of the Fenwick tree starting at ``buf[tree]``."""
-    total = 0.0
-    i = b
-    while i > 0:
-        total += buf[tree + i - 1]
-        i -= i & -i
-    return total
-
-
-@njit(cache=True, inline="always")
-def _add(buf: np.ndarray, tree: int, n: int, b: int, amount: float) -> None:
-    i = b + 1
-    while i <= n:
-        buf[tree + i - 1] += amount
-        i += i & -i
-
-
 @njit(cache=True)
 def step(state: np.ndarray, raw: float, lo: float, hi: float, min_total: int, max_total: float,
          tail_index: float) -> float:
@@ -72,7 +55,7 @@ def step_at(buf: np.ndarray, base: int, n_bins: int, raw: float, lo: float, hi: 
     (the ensemble keeps its six calibrators in its one state array; see :mod:`udfs.ensemble`)."""
     if np.isnan(raw):
         return np.nan
-    tree = base + HEADER
+    cum = base + HEADER
     b = bin_of_logs(raw, n_bins, lo, hi, log_lo, log_hi)
     total = buf[base + TOTAL]
     max_seen = buf[base + MAX_SEEN]
@@ -82,14 +65,32 @@ def step_at(buf: np.ndarray, base: int, n_bins: int, raw: float, lo: float, hi: 
             ratio = max_seen / raw if max_seen > 0 else 0.0
             p = 1.0 - 0.5 / (total + 1.0) * ratio ** tail_index
         else:
-            below = _below(buf, tree, b)
-            p = (below + 0.5 * (_below(buf, tree, b + 1) - below)) / (total + 1.0)
-    _add(buf, tree, n_bins, b, 1.0)
+            below = buf[cum + b - 1] if b > 0 else 0.0
+            p = (below + 0.5 * (buf[cum + b] - below)) / (total + 1.0)
+    # an unsigned index: numba wraps a negative signed one around, and that check per element keeps LLVM from
+    # vectorising the loop (the ensemble ran 10% slower so)
+    first = np.uint64(cum)
+    for k in range(n_bins):
+        buf[first + np.uint64(k)] += 1.0 if k >= b else 0.0
     buf[base + TOTAL] = total + 1.0
     if raw > max_seen:
         buf[base + MAX_SEEN] = raw
     if buf[base + TOTAL] >= max_total:
-        for k in range(tree, tree + n_bins):   # halves every prefix sum: a Fenwick tree is linear in its counts
+        for k in range(cum, cum + n_bins):
             buf[k] *= 0.5
         buf[base + TOTAL] *= 0.5
     return p
+
+
+def cumulative_from_fenwick(tree: np.ndarray) -> np.ndarray:
+    """The cumulative counts of the bins whose Fenwick tree (node i, from 1, holding the bins ``i - lowbit(i) ..
+    i - 1``) is ``tree``: how a calibrator of ensemble layout 1 is carried over. Exact: the counts are sums of
+    halved integers, and so are the nodes."""
+    cum = np.empty(tree.shape[0])
+    for k in range(tree.shape[0]):
+        total, i = 0.0, k + 1
+        while i > 0:
+            total += tree[i - 1]
+            i -= i & -i
+        cum[k] = total
+    return cum

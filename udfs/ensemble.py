@@ -25,7 +25,10 @@ model, or still warming up give NaN and are left out; with fewer than ``min_dete
 Everything is one flat float64 state array (layout from :func:`layout`), the parameters one float64 array
 (:class:`udfs.ensemble_params.EnsembleParams`), the models two flat arrays (empty = no model), so Flink keyed state,
 the Beam backfill and ``augur detect`` all run exactly this code. The LSTM's slot is sized by the ``hidden``
-parameter, so a model can arrive (or be replaced) without changing the state's layout.
+parameter, so a model can arrive (or be replaced) without changing the state's layout. The state names its layout
+in ``state[S_LAYOUT]`` (:func:`layout_tag`: the layout's version and its offsets), so a state kept in a savepoint
+is read in place only by the layout that wrote it; :func:`restore` carries a state of layout 1 (before the tag)
+over and refuses any other.
 
 Speed: each detector module has a ``step_at(buf, base, ..)`` that works on its sub-state where it lies in the one
 array (``step(state, ..)`` is ``step_at(state, 0, ..)``), and the ensemble inlines them into :func:`_step`, which is
@@ -52,7 +55,11 @@ from udfs.ensemble_params import (CONTEXT, CUSUM, EWMA, LSTM, N_DET, P_ABS_FLOOR
 
 # state header
 S_ACTIVE, S_BELOW, S_POINTS, S_INCIDENTS, S_MODELS = range(5)   # S_MODELS: a tag of the models last adopted
-S_HEADER = 5
+S_LAYOUT = 5                                                     # layout_tag of the state's layout
+S_HEADER = 6
+# The layouts so far: 1, the calibrators were Fenwick trees and the header had no S_LAYOUT; 2, cumulative counts.
+# Change it with any change to what a slot means, and teach restore() to carry the previous one over.
+LAYOUT_VERSION = 2
 
 VERDICT_WARMUP, VERDICT_NORMAL, VERDICT_ANOMALY = -1, 0, 1
 
@@ -83,9 +90,20 @@ def layout(params: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
+def layout_tag(off: np.ndarray) -> float:
+    """A negative number naming the layout version and the offsets ``off`` (layout 1 held a count, >= 0, where
+    this is kept)."""
+    h = LAYOUT_VERSION
+    for o in off:
+        h = (h * 1_000_003 + o) % 2_147_483_647
+    return -1.0 - h
+
+
+@njit(cache=True)
 def init_state(params: np.ndarray) -> np.ndarray:
     off = layout(params)
     state = np.zeros(off[5 + N_DET])
+    state[S_LAYOUT] = layout_tag(off)
     state[off[0]:off[1]] = robust_zscore.init_state(int(params[P_WINDOW]))
     state[off[1]:off[2]] = ewma_cusum.init_state()
     state[off[2]:off[3]] = seasonal.init_state()
@@ -93,6 +111,32 @@ def init_state(params: np.ndarray) -> np.ndarray:
     state[off[4]:off[5]] = context_novelty.init_state(int(params[P_CTX_BINS]), int(params[P_CTX_LENGTH]))
     for d in range(N_DET):
         state[off[5 + d]:off[6 + d]] = calibration.init_state(int(params[P_BINS]))
+    return state
+
+
+def restore(stored: np.ndarray, params: np.ndarray) -> np.ndarray | None:
+    """A state kept by an earlier run, in the layout of ``params``: as it is if it has that layout, carried over if
+    it is a state of layout 1 of the same sizes, else None (the series then warms up again rather than be read
+    out of place). Layout 1 did not name its sizes: a state of it is taken for one of these sizes when its length
+    fits and each calibrator's counts, where these sizes put them, rise to that calibrator's total."""
+    off = layout(params)
+    size = int(off[5 + N_DET])
+    if stored.shape[0] == size:
+        return stored if stored[S_LAYOUT] == layout_tag(off) else None
+    if stored.shape[0] != size - 1 or not stored[S_LAYOUT] >= 0.0:   # layout 1: the robust detector's count there
+        return None
+    state = np.empty(size)
+    state[:S_LAYOUT] = stored[:S_LAYOUT]
+    state[S_LAYOUT] = layout_tag(off)
+    state[S_HEADER:] = stored[S_LAYOUT:]
+    n_bins = int(params[P_BINS])
+    for d in range(N_DET):
+        counts = int(off[5 + d]) + calibration.HEADER
+        cum = calibration.cumulative_from_fenwick(state[counts:counts + n_bins])
+        total = state[int(off[5 + d]) + calibration.TOTAL]
+        if not (np.all(np.diff(cum) >= 0.0) and cum[0] >= 0.0 and abs(cum[-1] - total) <= 1e-9 * max(total, 1.0)):
+            return None
+        state[counts:counts + n_bins] = cum
     return state
 
 
