@@ -68,7 +68,8 @@ def step_at(buf: np.ndarray, base: int, n_bins: int, raw: float, lo: float, hi: 
             below = buf[cum + b - 1] if b > 0 else 0.0
             p = (below + 0.5 * (buf[cum + b] - below)) / (total + 1.0)
     # an unsigned index: numba wraps a negative signed one around, and that check per element keeps LLVM from
-    # vectorising the loop (the ensemble ran 10% slower so)
+    # vectorising the loop (with a signed index, this layout made the ensemble 0.71x as fast as the Fenwick tree
+    # it replaced; with this one, 1.1x)
     first = np.uint64(cum)
     for k in range(n_bins):
         buf[first + np.uint64(k)] += 1.0 if k >= b else 0.0
@@ -84,8 +85,8 @@ def step_at(buf: np.ndarray, base: int, n_bins: int, raw: float, lo: float, hi: 
 
 def cumulative_from_fenwick(tree: np.ndarray) -> np.ndarray:
     """The cumulative counts of the bins whose Fenwick tree (node i, from 1, holding the bins ``i - lowbit(i) ..
-    i - 1``) is ``tree``: how a calibrator of ensemble layout 1 is carried over. Exact: the counts are sums of
-    halved integers, and so are the nodes."""
+    i - 1``) is ``tree``: how a calibrator of ensemble layout 1 is carried over. Exact while the counts are
+    halved integers that float64 holds exactly, as they are until dozens of halvings; within rounding after."""
     cum = np.empty(tree.shape[0])
     for k in range(tree.shape[0]):
         total, i = 0.0, k + 1
