@@ -10,11 +10,15 @@ restored task has not. Everything else is the stage's own code on Flink's state 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import orjson
 import pytest
 from pyflink.common import Row
 
 from augur.config import Config
+from augur.paths import REPO_ROOT
 from jobs import flink_functions as fn
 from jobs import host_state
 from models import iforest_export
@@ -59,11 +63,34 @@ class RestoredFromOldLayout(fn.ScoreHosts):
             yield Row(LEFT_BEHIND, left)
 
 
-def test_windows_of_an_old_layout_savepoint_are_scored_as_if_never_stopped(tmp_path):
-    import numpy as np
+def run_job(models_dir: str, features_path: str, out_path: str) -> None:
+    """The stage over the features of ``features_path`` (JSON lines), its output rows to ``out_path``.
+
+    Run in a process of its own (``python -m tests.test_host_stage_restore``), as users run jobs: PyFlink's
+    loopback worker writes its settings into the environment of the process that runs a job, one of which stops
+    any later job started from that process (the stream tests start theirs from the test process)."""
     from pyflink.common import Types
 
     from jobs.flink_env import create_stream_env
+
+    cfg = Config.load(None, {"models.dir": models_dir})
+    env = create_stream_env(cfg, checkpoint_interval_ms=0)
+    env.set_parallelism(1)
+    with open(features_path) as f:
+        features = f.read().splitlines()
+    # no watermark until the input ends: every window is open when the old-layout ones are written, and the
+    # timers then fire in time order, the three restored windows' among them
+    stream = (env.from_collection(features, type_info=Types.STRING())
+              .map(orjson.loads, output_type=Types.PICKLED_BYTE_ARRAY())
+              .key_by(lambda f: f["host"], key_type=Types.STRING())
+              .process(RestoredFromOldLayout(cfg.to_dict(), OLD_LAYOUT), output_type=fn.KEYED_JSON))
+    with stream.execute_and_collect() as rows, open(out_path, "wb") as out:
+        for row in rows:
+            out.write(orjson.dumps(list(row)) + b"\n")
+
+
+def test_windows_of_an_old_layout_savepoint_are_scored_as_if_never_stopped(tmp_path):
+    import numpy as np
 
     rng = np.random.default_rng(2)
     params = host_state.HostParams()
@@ -80,20 +107,19 @@ def test_windows_of_an_old_layout_savepoint_are_scored_as_if_never_stopped(tmp_p
     # the windows kept in the old layout are among those the forest judges: losing them would show
     assert OLD_LAYOUT <= {a["window_end"] for a in expected}, [a["window_end"] // W for a in expected]
 
-    cfg = Config.load(None, {"models.dir": str(tmp_path / "models")})
-    env = create_stream_env(cfg, checkpoint_interval_ms=0)
-    env.set_parallelism(1)
-    # no watermark until the input ends: every window is open when the old-layout ones are written, and the
-    # timers then fire in time order, the three restored windows' among them
-    stream = (env.from_collection([orjson.dumps(f).decode() for f in features], type_info=Types.STRING())
-              .map(orjson.loads, output_type=Types.PICKLED_BYTE_ARRAY())
-              .key_by(lambda f: f["host"], key_type=Types.STRING())
-              .process(RestoredFromOldLayout(cfg.to_dict(), OLD_LAYOUT), output_type=fn.KEYED_JSON))
-    with stream.execute_and_collect() as rows_out:
-        out = [tuple(row) for row in rows_out]
+    (tmp_path / "features.jsonl").write_bytes(b"\n".join(orjson.dumps(f) for f in features))
+    done = subprocess.run([sys.executable, "-m", "tests.test_host_stage_restore", str(tmp_path / "models"),
+                           str(tmp_path / "features.jsonl"), str(tmp_path / "out.jsonl")],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
     assert [r for r in out if r[0] == LEFT_BEHIND] == []
     got = [codec.decode(topics.ANOMALIES.name, r[1].encode()) for r in out]
 
     assert len(got) == len(expected)
     for g, e in zip(sorted(got, key=lambda a: a["window_end"]), expected):
         assert (g["window_end"], g["score"], g["explanation"]) == (e["window_end"], e["score"], e["explanation"])
+
+
+if __name__ == "__main__":
+    run_job(*sys.argv[1:4])
