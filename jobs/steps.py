@@ -159,6 +159,8 @@ class EnsembleFeatureScorer:
         self.by_type = {t: replace(params, rel_floor=rel, abs_floor=abs_) for t, (rel, abs_) in SCALE_FLOORS.items()}
         self.arrays = {t: p.to_array() for t, p in self.by_type.items()}
         self.packed = params.to_array()   # the layout's sizes (the types' arrays differ in their floors only)
+        fresh = self.init_state()
+        self.layout = (fresh.shape[0], fresh[ens.S_LAYOUT])   # what a state of this layout has, checked per record
 
     @classmethod
     def from_config(cls, cfg: Config) -> "EnsembleFeatureScorer":
@@ -172,7 +174,10 @@ class EnsembleFeatureScorer:
         """A series' kernel state from keyed state: as kept, carried over from an earlier layout, or fresh when
         it has another layout (:func:`udfs.ensemble.restore`)."""
         if stored is not None:
-            state = ens.restore(np.asarray(stored, dtype=np.float64), self.packed)
+            state = np.asarray(stored, dtype=np.float64)
+            if (state.shape[0], state[ens.S_LAYOUT]) == self.layout:
+                return state
+            state = ens.restore(state, self.packed)
             if state is not None:
                 return state
         return self.init_state()
