@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import orjson
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, MapFunction, RuntimeContext
@@ -216,7 +215,7 @@ class ForecastResources(KeyedProcessFunction):
 
     def process_element(self, feature: dict, ctx: KeyedProcessFunction.Context):
         stored = self.state.value()
-        state = np.asarray(stored, dtype=np.float64) if stored is not None else self.forecaster.init_state()
+        state = self.forecaster.restored(stored)
         _, forecast = self.forecaster.update(state, feature)
         self.state.update(state.tolist())
         if forecast is not None:

@@ -74,6 +74,16 @@ class Forecaster:
     def init_state(self) -> np.ndarray:
         return fk.init_state(self.history_steps)
 
+    def restored(self, stored) -> np.ndarray:
+        """A resource's state from keyed state: as kept, resized to ``forecast.history-steps`` if a savepoint was
+        taken with another (its newest steps kept), or fresh."""
+        if stored is None:
+            return self.init_state()
+        state = np.asarray(stored, dtype=np.float64)
+        if state.shape[0] != fk.HEADER + 2 * self.history_steps:
+            state = fk.resized(state, self.history_steps)
+        return state
+
     def fit(self, state: np.ndarray, now: float) -> np.ndarray:
         return fk.fit_state(state, float(now), self.min_points, float(self.season_ms), float(self.recent_ms),
                             SEARCH_HORIZONS * float(self.horizon_ms), self.z, self.peak_quantile)

@@ -43,6 +43,25 @@ def test_ring_keeps_the_latest_steps():
     assert fk.history(st)[1].tolist() == [6.0, 7.0, 8.0]
 
 
+def test_a_kept_state_follows_a_new_history_length_with_its_newest_steps():
+    st = fk.init_state(5)
+    for k in range(8):
+        fk.observe(st, k * 1000.0, float(k), 100.0, 1000.0)    # steps 0..6 closed, 7 open; the ring holds 2..6
+    fk.observe(st, 7100.0, 7.5, 100.0, 1000.0)
+    st[fk.ACTIVE], st[fk.LAST_POINT], st[fk.STREAK] = 1.0, 9e6, 2.0
+    shorter, longer = fk.resized(st, 3), fk.resized(st, 8)
+    assert fk.history(shorter)[1].tolist() == [4.0, 5.0, 6.0] and shorter.shape == fk.init_state(3).shape
+    assert fk.history(longer)[0].tolist() == [2000.0, 3000.0, 4000.0, 5000.0, 6000.0]
+    for s in (shorter, longer):
+        np.testing.assert_array_equal(s[fk.CUR_START:fk.HEADER], st[fk.CUR_START:fk.HEADER])  # the open step too
+        assert fk.observe(s, 8000.0, 8.0, 100.0, 1000.0) and fk.last_closed(s) == 7.5
+    assert fk.history(longer)[1].tolist() == [2.0, 3.0, 4.0, 5.0, 6.0, 7.5]
+    fc = Forecaster.from_config(Config({"forecast.history-steps": "3"}))
+    assert fk.history(fc.restored(st.tolist()))[1].tolist() == [4.0, 5.0, 6.0]
+    assert fc.restored(None).shape == fc.init_state().shape
+    np.testing.assert_array_equal(fc.restored(shorter.tolist()), shorter)     # the configured length: as kept
+
+
 def test_a_clean_line_gives_its_slope_and_exhaustion_time():
     t = np.arange(0, 48 * H, STEP)
     y = 40.0 + 1.0 * t / H  # 1 unit per hour, capacity 100 -> full at 60 h

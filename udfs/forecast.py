@@ -59,6 +59,18 @@ def init_state(buckets: int) -> np.ndarray:
     return state
 
 
+def resized(state: np.ndarray, buckets: int) -> np.ndarray:
+    """``state`` with a ring of ``buckets`` steps, keeping its newest closed steps (as many as fit) and its header:
+    a state kept in a savepoint follows a new ``forecast.history-steps``."""
+    t, y = history(state)
+    keep = min(t.shape[0], buckets)
+    out = init_state(buckets)
+    out[CUR_START:HEADER] = state[CUR_START:HEADER]
+    for k in range(t.shape[0] - keep, t.shape[0]):
+        _push(out, t[k], y[k])
+    return out
+
+
 @njit(cache=True)
 def _push(state: np.ndarray, t: float, y: float) -> None:
     buckets = (state.shape[0] - HEADER) // 2
