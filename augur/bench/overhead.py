@@ -144,8 +144,7 @@ def programs_cpu(wrk: list[str], args) -> tuple[float, float, list[tuple[str, st
         if cnt > cnt0:
             rows.append((names[prog], kind, (cnt - cnt0) / requests, (ns - ns0) / (cnt - cnt0)))
     rows.sort(key=lambda r: -r[2] * r[3])
-    pct = 100 * total_ns / 1e9 / elapsed
-    return pct, pct * 1e7 / on["rps"], rows
+    return 100 * total_ns / 1e9 / elapsed, total_ns / requests, rows
 
 
 def free_port() -> int:
