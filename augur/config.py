@@ -120,6 +120,11 @@ OPTIONS: dict[str, Option] = {
     "collect.zero-fill-ms": Option(_non_negative_int, 3_600_000, "TCP and HTTP event counts (a port's "
                                    "retransmits, a route's 5xx answers) are reported as 0 while quiet, until quiet "
                                    "this long (0: only counts with events are reported)"),
+    "collect.http-exact-rate": Option(_non_negative_int, 10_000, "HTTP requests per second per CPU (counted in 10 ms "
+                                      "windows) that are all timed and counted, each once"),
+    "collect.http-sample-every": Option(_positive_int, 16, "beyond collect.http-exact-rate, one HTTP request in this "
+                                        "many, at random, is timed and counted this many times (1: every request, "
+                                        "always)"),
     "collect.top-processes": Option(_positive_int, 20, "processes reported by name per interval; the rest as 'other'"),
     "collect.events-per-second": Option(_positive_int, 200, "rate limit of one-by-one events (exec, exit, ...)"),
     "collect.buffer-records": Option(_positive_int, 100_000, "records buffered while Kafka is unreachable; "

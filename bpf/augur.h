@@ -29,13 +29,19 @@ static __always_inline u32 augur_log2_slot(u64 v)
     return s < HIST_SLOTS ? s : HIST_SLOTS - 1;
 }
 
-static __always_inline void augur_hist_add(struct hist *h, u64 v)
+/* v counted n times (n > 1: a sampled value standing for n) */
+static __always_inline void augur_hist_add_n(struct hist *h, u64 v, u64 n)
 {
     if (!h)
         return;
     u32 s = augur_log2_slot(v);
-    __sync_fetch_and_add(&h->slots[s], 1);
-    __sync_fetch_and_add(&h->sum, v);
+    __sync_fetch_and_add(&h->slots[s], n);
+    __sync_fetch_and_add(&h->sum, v * n);
+}
+
+static __always_inline void augur_hist_add(struct hist *h, u64 v)
+{
+    augur_hist_add_n(h, v, 1);
 }
 
 /* Increments lost_events[0] when a ring buffer is full, so user space can publish what it did not see. */

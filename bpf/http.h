@@ -19,6 +19,14 @@ struct inflight_req {   /* per accepted socket: the request received and awaitin
     u64 ts;             /* 0: none */
     struct req_key key; /* the histogram's key, filled as the request arrives (the status when it is answered),
                          * so the response's program looks its histogram up with it where it lies */
+    u32 weight;         /* how many requests it stands for: 1, or SAMPLE_EVERY when sampled */
+    u32 pad2;
+};
+
+struct request_rate {   /* per CPU: requests opened in the current window, and those not timed since loading */
+    u64 window_start;   /* ns, coarse clock */
+    u64 opened;
+    u64 untimed;
 };
 
 #endif

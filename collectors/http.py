@@ -22,6 +22,7 @@ from schemas import series
 PRODUCER = samples.producer("augur-collector-http")
 METHODS = {0: "_OTHER", 1: "GET", 2: "POST", 3: "PUT", 4: "DELETE", 5: "HEAD", 6: "PATCH", 7: "OPTIONS"}
 OTHER_ROUTE = "/{other}"
+RATE_WINDOW_MS = 10  # bpf/http.bpf.c: RATE_WINDOW_NS
 _ID_SEGMENT = re.compile(r"(?<=/)[^/]*0[^/]*(?=/|$)")  # a segment that held digits (folded to '0' in the kernel)
 _HEXISH = re.compile(r"(?<=/)[0-9a-fA-F-]{16,}(?=/|$)")
 
@@ -58,13 +59,16 @@ class HttpCollector(Collector):
         self.cgroups = cgroups or CgroupNames()
         self.routes = RouteCap(max_routes)
         self.ports = ListeningPorts()
-        self.prog = BpfProgram("http", {"MAX_KEYS": cfg["collect.max-keys"]})
+        self.prog = BpfProgram("http", {"MAX_KEYS": cfg["collect.max-keys"],
+                                        "EXACT_PER_WINDOW": cfg["collect.http-exact-rate"] * RATE_WINDOW_MS // 1000,
+                                        "SAMPLE_EVERY": cfg["collect.http-sample-every"]})
         try:
             self.prog.link_to_cgroups({"http_sockops": "sock_ops", "http_ingress": "ingress", "http_egress": "egress"})
         except BaseException:
             self.prog.close()
             raise
         self._overflow_seen = 0
+        self._untimed_seen = 0
         self.quiet = QuietCounts(PRODUCER, host, cfg["collect.zero-fill-ms"], cfg["collect.max-keys"])
 
     def service(self, cgroup_id: int, port: int) -> str:
@@ -108,6 +112,11 @@ class HttpCollector(Collector):
             out.append(samples.sample(PRODUCER, self.host, ts_ms, interval_ms, "augur.collector.http.unaggregated",
                                       "delta", "{request}", {}, value=overflow - self._overflow_seen))
             self._overflow_seen = overflow
+        untimed = sum(int(r.untimed) for r in self.prog.bpf["request_rates"][ctypes.c_int(0)])
+        if untimed > self._untimed_seen:   # stood for by the sampled requests' weights, not lost
+            out.append(samples.sample(PRODUCER, self.host, ts_ms, interval_ms, "augur.collector.http.untimed",
+                                      "delta", "{request}", {}, value=untimed - self._untimed_seen))
+            self._untimed_seen = untimed
         return self.quiet.fill(out, ts_ms, interval_ms)
 
     def close(self) -> None:

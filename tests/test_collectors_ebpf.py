@@ -387,6 +387,63 @@ def test_http_over_ipv6_with_a_bare_request_named_by_the_listening_command():
         srv.shutdown()
 
 
+def test_http_sampling_beyond_the_exact_rate_counts_each_sampled_request_for_those_it_stands_for():
+    """With no exact budget and one request in 4 timed, each timed request is counted 4 times: the estimated counts
+    per route and status stay near the truth, the latency is that of the sampled requests, and every request is
+    either timed or reported as untimed."""
+    import http.client
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from collectors.http import HttpCollector
+
+    every = 4
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            if self.path == "/slow":
+                time.sleep(0.005)
+            self.send_response(503 if self.path == "/fail" else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    c = HttpCollector(Config({"collect.http-exact-rate": 0, "collect.http-sample-every": every}), HOST)
+    try:
+        c.collect(0, 1)
+        mix = {"/ok": 1200, "/fail": 400, "/slow": 150}
+        conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1])
+        for path, n in mix.items():
+            for _ in range(n):
+                conn.request("GET", path)
+                conn.getresponse().read()
+        conn.close()
+        time.sleep(0.1)
+        out = valid(c.collect(1, 1000))
+        mine = [s for s in out if s["attrs"].get("http.route") in mix]
+        ok = total(mine, "http.server.requests", **{"http.route": "/ok", "http.response.status_class": "2xx"})
+        fail = total(mine, "http.server.requests", **{"http.route": "/fail", "http.response.status_class": "5xx"})
+        slow = total(mine, "http.server.requests", **{"http.route": "/slow", "http.response.status_class": "2xx"})
+        for est, n in ((ok, mix["/ok"]), (fail, mix["/fail"]), (slow, mix["/slow"])):
+            assert est % every == 0            # whole sampled requests, each standing for `every`
+            sd = every * (n * (1 / every) * (1 - 1 / every)) ** 0.5   # of every x Binomial(n, 1/every)
+            assert abs(est - n) <= 5 * sd, (est, n, sd)
+        timed = (ok + fail + slow) // every
+        untimed = total(out, "augur.collector.http.untimed")
+        assert timed + untimed == sum(mix.values())   # every request timed or reported untimed, none lost
+        hist = by_metric(mine, "http.server.request.duration", **{"http.route": "/slow"})[0]["hist"]
+        assert hist["count"] == slow
+        assert 5 <= hist["sum"] / hist["count"] / 1000 < 30   # the handler sleeps 5 ms
+    finally:
+        c.close()
+        srv.shutdown()
+
+
 def test_route_normalisation_and_cap():
     from collectors.http import OTHER_ROUTE, RouteCap, normalise_route
     assert normalise_route("/users/0/orders") == "/users/{id}/orders"
