@@ -39,15 +39,9 @@ BPF_ARRAY(server_ports, u64, 1024);
 BPF_F_TABLE("percpu_hash", struct req_key, struct hist, http0, MAX_KEYS, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("percpu_hash", struct req_key, struct hist, http1, MAX_KEYS, BPF_F_NO_PREALLOC);
 BPF_ARRAY(overflow, u64, 1);                                 /* requests not aggregated: the key map was full */
-BPF_PERCPU_ARRAY(request_rates, struct request_rate, 1);     /* requests opened per CPU (see "Sampling") */
-
-#ifndef EXACT_PER_WINDOW
-#define EXACT_PER_WINDOW 100
-#endif
-#ifndef SAMPLE_EVERY
-#define SAMPLE_EVERY 16
-#endif
-#define RATE_WINDOW_NS 10000000ULL
+/* requests opened per CPU (see "Sampling"); RATE_WINDOW_NS, EXACT_PER_WINDOW and SAMPLE_EVERY are set by
+ * collectors/http.py from the collect.http-* options */
+BPF_PERCPU_ARRAY(request_rates, struct request_rate, 1);
 
 #define PASS 1
 #define MIN_REQUEST 14  /* "GET / HTTP/1.0" */

@@ -22,7 +22,7 @@ from schemas import series
 PRODUCER = samples.producer("augur-collector-http")
 METHODS = {0: "_OTHER", 1: "GET", 2: "POST", 3: "PUT", 4: "DELETE", 5: "HEAD", 6: "PATCH", 7: "OPTIONS"}
 OTHER_ROUTE = "/{other}"
-RATE_WINDOW_MS = 10  # bpf/http.bpf.c: RATE_WINDOW_NS
+RATE_WINDOW_MS = 10  # the kernel counts each CPU's requests per window of this length (collect.http-exact-rate)
 _ID_SEGMENT = re.compile(r"(?<=/)[^/]*0[^/]*(?=/|$)")  # a segment that held digits (folded to '0' in the kernel)
 _HEXISH = re.compile(r"(?<=/)[0-9a-fA-F-]{16,}(?=/|$)")
 
@@ -60,6 +60,7 @@ class HttpCollector(Collector):
         self.routes = RouteCap(max_routes)
         self.ports = ListeningPorts()
         self.prog = BpfProgram("http", {"MAX_KEYS": cfg["collect.max-keys"],
+                                        "RATE_WINDOW_NS": RATE_WINDOW_MS * 1_000_000,
                                         "EXACT_PER_WINDOW": cfg["collect.http-exact-rate"] * RATE_WINDOW_MS // 1000,
                                         "SAMPLE_EVERY": cfg["collect.http-sample-every"]})
         try:
