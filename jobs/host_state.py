@@ -22,16 +22,17 @@ series-id order when the window closes, so the Flink job, the reference run and 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from augur.config import Config
-from jobs.steps import JOB_PRODUCER, kept_state
+from jobs.steps import JOB_PRODUCER
 from models.registry import HostForest, ModelRegistry
 from schemas import series
-from udfs import host_residuals, iforest
+from udfs import host_residuals, iforest, robust_zscore
 from udfs.transforms import SCALE_FLOORS, stabilize
 
 HOST_METRIC = "augur.host.state"
@@ -109,29 +110,44 @@ class HostParams:
         return cls(cfg["host.window"], cfg["host.min-history"], cfg["ensemble.outlier-z"], cfg["host.margin"])
 
 
+# the residual state's meaning: bump it when that changes and its size does not (the tag below then differs)
+HOST_STATE_VERSION = 1
+
+
 class HostScorer:
-    """Scores a host's windows over one explicit state array per host (keyed state, or the runners' memory)."""
+    """Scores a host's windows over one explicit state array per host (keyed state, or the runners' memory): the
+    residual kernel's state (:mod:`udfs.host_residuals`) followed by :attr:`tag`, which names its layout."""
 
     def __init__(self, params: HostParams, registry: ModelRegistry):
         self.params = params
         self.registry = registry
+        self.size = host_residuals.state_size(len(SIGNALS), params.window)
+        layout = f"host-residuals/{HOST_STATE_VERSION}/{','.join(SIGNALS)}/{params.window}/{robust_zscore.HEADER}"
+        self.tag = float(int.from_bytes(hashlib.sha256(layout.encode()).digest()[:6], "big") + 1)  # exact in a float
 
     @classmethod
     def from_config(cls, cfg: Config) -> "HostScorer":
         return cls(HostParams.from_config(cfg), ModelRegistry(cfg["models.dir"] or None, cfg["models.recheck-s"]))
 
     def init_state(self) -> np.ndarray:
-        return host_residuals.init_state(len(SIGNALS), self.params.window)
+        return np.append(host_residuals.init_state(len(SIGNALS), self.params.window), self.tag)
 
     def restored(self, stored) -> np.ndarray:
-        """A host's state from keyed state (:func:`jobs.steps.kept_state`; another ``host.window`` at a restore
-        starts fresh)."""
-        return kept_state(stored, host_residuals.state_size(len(SIGNALS), self.params.window), self.init_state)
+        """A host's state from keyed state: kept when it carries this layout's tag; a state kept before states were
+        tagged (this meaning, one value shorter) gets the tag; any other (another ``host.window``, another signal
+        list or version) starts fresh, as the numba kernel would read it out of place."""
+        if stored is not None:
+            state = np.asarray(stored, dtype=np.float64)
+            if state.shape[0] == self.size + 1 and state[-1] == self.tag:
+                return state
+            if state.shape[0] == self.size:
+                return np.append(state, self.tag)
+        return self.init_state()
 
     def residuals(self, state: np.ndarray, parts: Parts) -> tuple[np.ndarray, bool]:
         """The window's row as deviations (and whether every reported signal was warm), learned into ``state``."""
         z = np.empty(len(SIGNALS))
-        ready = host_residuals.step(state, host_row(parts), self.params.min_history, self.params.outlier_z,
+        ready = host_residuals.step(state[:-1], host_row(parts), self.params.min_history, self.params.outlier_z,
                                     REL_FLOORS, ABS_FLOORS, z)
         return z, ready
 

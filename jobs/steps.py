@@ -133,18 +133,6 @@ def no_data_record(last_feature: dict, noticed_at: int) -> dict:
     }
 
 
-def kept_state(stored, size: int, fresh) -> np.ndarray:
-    """A kernel's state from keyed state: ``stored`` as an array, or ``fresh()`` when there is none or it has
-    another size (a savepoint from a version with other sizes: the numba kernels trust their layout, so such a host
-    warms up again rather than be read out of place). Only the size is checked: the ensemble's state names its
-    layout and has :func:`udfs.ensemble.restore` instead."""
-    if stored is not None:
-        state = np.asarray(stored, dtype=np.float64)
-        if state.shape[0] == size:
-            return state
-    return fresh()
-
-
 class EnsembleFeatureScorer:
     """Scores feature records with the ensemble kernel over one explicit state array per series.
 

@@ -94,6 +94,47 @@ def test_retransmits_starting_on_a_quiet_host_are_judged_at_once():
     assert ready and z[k] > params.outlier_z
 
 
+def test_a_kept_host_state_is_recognised_by_its_layout_tag_and_an_untagged_one_is_carried_over(monkeypatch):
+    """A state kept before states named their layout (the kernel's state alone) scores on exactly as if never
+    stopped; a state of the same length but another layout (here: another signal list) starts fresh, where a length
+    check alone would have read it out of place."""
+    params = host_state.HostParams(min_history=5)
+    scorer = host_state.HostScorer(params, ModelRegistry(None))
+    rng = np.random.default_rng(9)
+    windows = []
+    for i in range(40):
+        parts: host_state.Parts = {}
+        for name, (metric, mtype) in METRICS.items():
+            host_state.add_contribution(parts, feature("h", metric, mtype, 10.0 + rng.normal(), (i + 1) * W))
+        windows.append(parts)
+    state = scorer.init_state()
+    assert state.shape[0] == scorer.size + 1 and state[-1] == scorer.tag
+    untagged = host_residuals.init_state(N_SIGNALS, params.window)   # what the stream kept before
+    z_ref, z_old = [], []
+    for parts in windows[:30]:
+        z_ref.append(scorer.residuals(state, parts)[0])
+        host_residuals.step(untagged, host_state.host_row(parts), params.min_history, params.outlier_z,
+                            host_state.REL_FLOORS, host_state.ABS_FLOORS, np.empty(N_SIGNALS))
+    carried = scorer.restored(untagged.tolist())
+    assert carried[-1] == scorer.tag and np.array_equal(carried[:-1], untagged, equal_nan=True)
+    kept = scorer.restored(state.tolist())
+    assert np.array_equal(kept, state, equal_nan=True)                  # this layout: as it is
+    for parts in windows[30:]:
+        z_ref.append(scorer.residuals(state, parts)[0])
+        z_old.append(scorer.residuals(carried, parts)[0])
+    assert np.array_equal(np.array(z_old), np.array(z_ref[30:]))
+    assert np.array_equal(carried, state, equal_nan=True)
+
+    assert scorer.tag != host_state.HostScorer(host_state.HostParams(window=61), None).tag
+    monkeypatch.setattr(host_state, "SIGNALS", tuple(reversed(host_state.SIGNALS)))
+    reordered = host_state.HostScorer(params, ModelRegistry(None))    # same sizes, signals in another order
+    assert reordered.size == scorer.size and reordered.tag != scorer.tag
+    foreign = state.copy()                                             # learned, but under the other layout
+    foreign[-1] = reordered.tag
+    assert np.array_equal(scorer.restored(foreign.tolist()), scorer.init_state(), equal_nan=True)
+    assert not np.array_equal(scorer.restored(state.tolist()), scorer.init_state(), equal_nan=True)
+
+
 def windows_of(n: int, rng, shift_at: int | None = None) -> list[dict]:
     feats = []
     for i in range(n):
