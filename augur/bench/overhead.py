@@ -7,6 +7,10 @@ measures the CPU the eBPF programs use in the kernel (% of one core, and ns per 
 accounting (``kernel.bpf_stats_enabled``): unlike the throughput ratio this does not move with a noisy
 neighbour, but it counts only the programs' run time, not what their hooks cost around them; it is also printed
 per program (runs per request, ns per run), which is how the ``http`` collector's costs were found.
+
+When the ``http`` collector is among those loaded, each round also runs wrk with only two ``cgroup_skb`` programs
+that do nothing (``bpf/bench/hook_floor.bpf.c``) linked where ``http`` links its own: ``hooks_only_ratio``, the
+throughput that the hook alone leaves, is the floor of any collector that reads packets there.
 """
 
 from __future__ import annotations
@@ -177,6 +181,23 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+class HookFloor:
+    """Two empty ``cgroup_skb`` programs linked to the cgroup v2 root while it is open (see the module doc)."""
+
+    def __enter__(self):
+        from collectors.bpf_loader import BpfProgram
+        self.prog = BpfProgram("bench/hook_floor")
+        try:
+            self.prog.link_to_cgroups({"floor_ingress": "ingress", "floor_egress": "egress"})
+        except BaseException:
+            self.prog.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.prog.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="augur bench overhead", description=__doc__)
     ap.add_argument("--rounds", type=int, default=4, help="pairs of runs without/with collectors")
@@ -200,11 +221,15 @@ def main(argv: list[str] | None = None) -> int:
                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     time.sleep(0.5)
     wrk = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "--latency", f"http://127.0.0.1:{port}/api/x"]
-    rows = []
+    rows, floors = [], []
+    with_floor = args.signals == "all" or "http" in args.signals.split(",")
     try:
         subprocess.run(wrk[:3] + ["-d2s"] + wrk[4:], capture_output=True, check=True)  # warm-up
         for r in range(args.rounds):
             off = parse_wrk(subprocess.run(wrk, capture_output=True, text=True, check=True).stdout)
+            if with_floor:
+                with HookFloor():
+                    floors.append(parse_wrk(subprocess.run(wrk, capture_output=True, text=True, check=True).stdout))
             coll = start_collectors(args.interval, args.signals)
             try:
                 cpu0, t0 = proc_cpu_seconds(coll.pid), time.monotonic()
@@ -216,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((off, on, cpu_pct, rss))
             print(f"round {r + 1}: off {off['rps']:9.0f} req/s p50 {off['p50_us']:7.0f} us p99 {off['p99_us']:7.0f} us"
                   f" | on {on['rps']:9.0f} req/s p50 {on['p50_us']:7.0f} us p99 {on['p99_us']:7.0f} us"
-                  f" | collector {cpu_pct:5.1f}% cpu {rss:6.1f} MB", flush=True)
+                  f" | collector {cpu_pct:5.1f}% cpu {rss:6.1f} MB"
+                  + (f" | hooks only {floors[-1]['rps']:9.0f} req/s" if with_floor else ""), flush=True)
         kernel_pct, kernel_ns, per_program = programs_cpu(wrk, args)
         print(f"a last run with the kernel's BPF accounting on: the programs ran {kernel_pct:.2f}% of one core, "
               f"{kernel_ns:.0f} ns per request (the accounting's own clock reads included, about 25 ns a run)",
@@ -239,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     p99 = statistics.median(on["p99_us"] - off["p99_us"] for off, on, _, _ in rows)
     cpu = statistics.median(c for _, _, c, _ in rows)
     rss = max(m for _, _, _, m in rows)
+    floor = (f" hooks_only_ratio={statistics.median(f['rps'] / off['rps'] for f, (off, *_) in zip(floors, rows)):.4f}"
+             if floors else "")
     print(f"BENCH overhead throughput_ratio={ratio:.4f} p50_added_us={p50:.0f} p99_added_us={p99:.0f} "
           f"cpu_pct={cpu:.2f} rss_mb={rss:.1f} bpf_cpu_pct={kernel_pct:.2f} bpf_ns_per_request={kernel_ns:.0f} "
-          f"rounds={len(rows)} signals={args.signals}")
+          f"rounds={len(rows)} signals={args.signals}{floor}")
     return 0
