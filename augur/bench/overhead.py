@@ -1,12 +1,13 @@
 """``augur bench overhead``: what the eBPF collectors cost a busy server.
 
-nginx (one worker) answers a loopback wrk load; rounds alternate without and with every collector loaded
-(``augur collect`` as its own process, as deployed). Reports the throughput ratio, added p50/p99 latency, the
-collector process's CPU (% of one core) and RSS, each round pair compared within the same run. A last run
-measures the CPU the eBPF programs use in the kernel (% of one core, and ns per request) with the kernel's own
-accounting (``kernel.bpf_stats_enabled``): unlike the throughput ratio this does not move with a noisy
-neighbour, but it counts only the programs' run time, not what their hooks cost around them; it is also printed
-per program (runs per request, ns per run), which is how the ``http`` collector's costs were found.
+nginx (one worker) answers a loopback wrk load; each round runs it without and with every collector loaded
+(``augur collect`` as its own process, as deployed), in one order in even rounds and the other in odd ones.
+Reports the throughput ratio, added p50/p99 latency, the collector process's CPU (% of one core) and RSS, each
+round pair compared within the same run. A last run measures the CPU the eBPF programs use in the kernel (% of
+one core, and ns per request) with the kernel's own accounting (``kernel.bpf_stats_enabled``): unlike the
+throughput ratio this does not move with a noisy neighbour, but it counts only the programs' run time, not what
+their hooks cost around them; it is also printed per program (runs per request, ns per run), which is how the
+``http`` collector's costs were found.
 
 When the ``http`` collector is among those loaded, each round also runs wrk with only two ``cgroup_skb`` programs
 that do nothing (``bpf/bench/hook_floor.bpf.c``) linked where ``http`` links its own: ``hooks_only_ratio``, the
@@ -226,18 +227,33 @@ def main(argv: list[str] | None = None) -> int:
     try:
         subprocess.run(wrk[:3] + ["-d2s"] + wrk[4:], capture_output=True, check=True)  # warm-up
         for r in range(args.rounds):
-            off = parse_wrk(subprocess.run(wrk, capture_output=True, text=True, check=True).stdout)
-            if with_floor:
+            def run_off():
+                return parse_wrk(subprocess.run(wrk, capture_output=True, text=True, check=True).stdout)
+
+            def run_floor():
                 with HookFloor():
-                    floors.append(parse_wrk(subprocess.run(wrk, capture_output=True, text=True, check=True).stdout))
-            coll = start_collectors(args.interval, args.signals)
-            try:
-                cpu0, t0 = proc_cpu_seconds(coll.pid), time.monotonic()
-                on = parse_wrk(subprocess.run(wrk, capture_output=True, text=True, check=True).stdout)
-                cpu_pct = 100 * (proc_cpu_seconds(coll.pid) - cpu0) / (time.monotonic() - t0)
-                rss = proc_rss_mb(coll.pid)
-            finally:
-                stop(coll)
+                    floors.append(run_off())
+
+            def run_on():
+                coll = start_collectors(args.interval, args.signals)
+                try:
+                    cpu0, t0 = proc_cpu_seconds(coll.pid), time.monotonic()
+                    on = run_off()
+                    cpu_pct = 100 * (proc_cpu_seconds(coll.pid) - cpu0) / (time.monotonic() - t0)
+                    return on, cpu_pct, proc_rss_mb(coll.pid)
+                finally:
+                    stop(coll)
+
+            if r % 2 == 0:     # the order alternates, so a drift within a round favours no side
+                off = run_off()
+                if with_floor:
+                    run_floor()
+                on, cpu_pct, rss = run_on()
+            else:
+                on, cpu_pct, rss = run_on()
+                if with_floor:
+                    run_floor()
+                off = run_off()
             rows.append((off, on, cpu_pct, rss))
             print(f"round {r + 1}: off {off['rps']:9.0f} req/s p50 {off['p50_us']:7.0f} us p99 {off['p99_us']:7.0f} us"
                   f" | on {on['rps']:9.0f} req/s p50 {on['p50_us']:7.0f} us p99 {on['p99_us']:7.0f} us"
