@@ -224,28 +224,29 @@ def main(argv: list[str] | None = None) -> int:
     wrk = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "--latency", f"http://127.0.0.1:{port}/api/x"]
     rows, floors = [], []
     with_floor = args.signals == "all" or "http" in args.signals.split(",")
+
+    def run_wrk() -> dict[str, float]:
+        return parse_wrk(subprocess.run(wrk, capture_output=True, text=True, check=True).stdout)
+
+    def run_floor() -> None:
+        with HookFloor():
+            floors.append(run_wrk())
+
+    def run_on() -> tuple[dict[str, float], float, float]:
+        coll = start_collectors(args.interval, args.signals)
+        try:
+            cpu0, t0 = proc_cpu_seconds(coll.pid), time.monotonic()
+            on = run_wrk()
+            cpu_pct = 100 * (proc_cpu_seconds(coll.pid) - cpu0) / (time.monotonic() - t0)
+            return on, cpu_pct, proc_rss_mb(coll.pid)
+        finally:
+            stop(coll)
+
     try:
         subprocess.run(wrk[:3] + ["-d2s"] + wrk[4:], capture_output=True, check=True)  # warm-up
         for r in range(args.rounds):
-            def run_off():
-                return parse_wrk(subprocess.run(wrk, capture_output=True, text=True, check=True).stdout)
-
-            def run_floor():
-                with HookFloor():
-                    floors.append(run_off())
-
-            def run_on():
-                coll = start_collectors(args.interval, args.signals)
-                try:
-                    cpu0, t0 = proc_cpu_seconds(coll.pid), time.monotonic()
-                    on = run_off()
-                    cpu_pct = 100 * (proc_cpu_seconds(coll.pid) - cpu0) / (time.monotonic() - t0)
-                    return on, cpu_pct, proc_rss_mb(coll.pid)
-                finally:
-                    stop(coll)
-
             if r % 2 == 0:     # the order alternates, so a drift within a round favours no side
-                off = run_off()
+                off = run_wrk()
                 if with_floor:
                     run_floor()
                 on, cpu_pct, rss = run_on()
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                 on, cpu_pct, rss = run_on()
                 if with_floor:
                     run_floor()
-                off = run_off()
+                off = run_wrk()
             rows.append((off, on, cpu_pct, rss))
             print(f"round {r + 1}: off {off['rps']:9.0f} req/s p50 {off['p50_us']:7.0f} us p99 {off['p99_us']:7.0f} us"
                   f" | on {on['rps']:9.0f} req/s p50 {on['p50_us']:7.0f} us p99 {on['p99_us']:7.0f} us"
