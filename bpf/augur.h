@@ -55,4 +55,17 @@ static __always_inline void augur_count_lost(void)
         __sync_fetch_and_add(n, 1);
 }
 
+/* Adds n to unaggregated[0] when an observation could not be kept because a map was full: an aggregation map at
+ * its key bound (collect.max-keys), or a table of starts awaiting their end (collect.max-pids). User space
+ * publishes it as augur.collector.unaggregated, so what is missing from the samples is counted, not silent. */
+BPF_ARRAY(unaggregated, u64, 1);
+
+static __always_inline void augur_count_unaggregated(u64 n)
+{
+    u32 zero = 0;
+    u64 *total = unaggregated.lookup(&zero);
+    if (total)
+        __sync_fetch_and_add(total, n);
+}
+
 #endif

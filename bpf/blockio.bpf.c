@@ -13,8 +13,8 @@ TRACEPOINT_PROBE(block, block_rq_issue)
     struct rq_start start = {.ts = bpf_ktime_get_ns(), .bytes = args->bytes};
     char op = args->rwbs[0];
     start.write = (op == 'W' || (op == 'F' && args->rwbs[1] == 'W')) ? 1 : 0;
-    if (op == 'R' || start.write)
-        inflight.update(&key, &start);
+    if ((op == 'R' || start.write) && inflight.update(&key, &start))  /* full: its completion will not be seen */
+        augur_count_unaggregated(1);
     return 0;
 }
 
@@ -33,8 +33,10 @@ TRACEPOINT_PROBE(block, block_rq_complete)
         st = io1.lookup_or_try_init(&ik, &zero);
     else
         st = io0.lookup_or_try_init(&ik, &zero);
-    if (!st)
+    if (!st) {
+        augur_count_unaggregated(1);
         return 0;
+    }
     augur_hist_add(&st->latency_us, delta_us);
     __sync_fetch_and_add(&st->ops, 1);
     __sync_fetch_and_add(&st->bytes, bytes);

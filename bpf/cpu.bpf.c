@@ -17,7 +17,8 @@ static __always_inline void mark_runnable(u32 pid)
     if (pid == 0)
         return;
     u64 now = bpf_ktime_get_ns();
-    runq_since.update(&pid, &now);
+    if (runq_since.update(&pid, &now))  /* full: this wait will not be measured */
+        augur_count_unaggregated(1);
 }
 
 TRACEPOINT_PROBE(sched, sched_wakeup)
@@ -53,6 +54,8 @@ static __always_inline void account_oncpu(u64 now)
                 total = oncpu0.lookup_or_try_init(&key, &init);
             if (total)
                 __sync_fetch_and_add(total, delta);
+            else
+                augur_count_unaggregated(1);
         }
     }
     *since = now;

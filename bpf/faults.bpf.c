@@ -13,5 +13,7 @@ TRACEPOINT_PROBE(exceptions, page_fault_user)
         n = faults0.lookup_or_try_init(&cgroup, &init);
     if (n)
         __sync_fetch_and_add(n, 1);
+    else
+        augur_count_unaggregated(1);
     return 0;
 }

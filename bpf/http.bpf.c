@@ -38,7 +38,6 @@ BPF_ARRAY(server_ports, u64, 1024);
  * not for MAX_KEYS x CPUs up front */
 BPF_F_TABLE("percpu_hash", struct req_key, struct hist, http0, MAX_KEYS, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("percpu_hash", struct req_key, struct hist, http1, MAX_KEYS, BPF_F_NO_PREALLOC);
-BPF_ARRAY(overflow, u64, 1);                                 /* requests not aggregated: the key map was full */
 /* requests opened per CPU (see "Sampling"); RATE_WINDOW_NS, EXACT_PER_WINDOW and SAMPLE_EVERY are set by
  * collectors/http.py from the collect.http-* options */
 BPF_PERCPU_ARRAY(request_rates, struct request_rate, 1);
@@ -260,13 +259,9 @@ int http_egress(struct __sk_buff *skb)
         h = http1.lookup_or_try_init(k, &init);
     else
         h = http0.lookup_or_try_init(k, &init);
-    if (h) {
+    if (h)
         augur_hist_add_n(h, us, req->weight);  /* this CPU's copy */
-    } else {
-        u32 zero = 0;
-        u64 *n = overflow.lookup(&zero);
-        if (n)
-            __sync_fetch_and_add(n, req->weight);
-    }
+    else
+        augur_count_unaggregated(req->weight);  /* the key map is full: the requests it stands for */
     return PASS;
 }

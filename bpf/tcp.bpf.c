@@ -23,10 +23,14 @@ static __always_inline u16 fold_port(u16 port)
 
 static __always_inline struct tcp_stats *stats_for(struct conn_key *key)
 {
-    struct tcp_stats zero = {};
+    struct tcp_stats zero = {}, *st;
     if (augur_slot())
-        return tcp1.lookup_or_try_init(key, &zero);
-    return tcp0.lookup_or_try_init(key, &zero);
+        st = tcp1.lookup_or_try_init(key, &zero);
+    else
+        st = tcp0.lookup_or_try_init(key, &zero);
+    if (!st)  /* full: the caller's count is counted here instead */
+        augur_count_unaggregated(1);
+    return st;
 }
 
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
@@ -41,7 +45,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         struct conn_key hk = {};
         hk.direction = newstate == TCP_SYN_SENT ? DIR_ACTIVE : DIR_PASSIVE;
         hk.port = fold_port(newstate == TCP_SYN_SENT ? dport : sport);
-        handshakes.update(&sk, &hk);
+        if (handshakes.update(&sk, &hk))  /* full: its failure, if it fails, will not be counted */
+            augur_count_unaggregated(1);
         return 0;
     }
     if (newstate == TCP_ESTABLISHED && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
@@ -49,7 +54,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         b.key.direction = oldstate == TCP_SYN_SENT ? DIR_ACTIVE : DIR_PASSIVE;
         b.key.port = fold_port(oldstate == TCP_SYN_SENT ? dport : sport);
         handshakes.delete(&sk);
-        births.update(&sk, &b);
+        if (births.update(&sk, &b))  /* full: its close will not be counted */
+            augur_count_unaggregated(1);
         struct tcp_stats *st = stats_for(&b.key);
         if (st)
             __sync_fetch_and_add(&st->opened, 1);

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collectors.bpf_loader import BpfProgram
 
 
 class Collector(ABC):
     name: str = ""
+    prog: BpfProgram | None = None  # the collector's program in the kernel, if it has one
 
     @abstractmethod
     def collect(self, ts_ms: int, interval_ms: int) -> list[dict]:
@@ -16,9 +21,13 @@ class Collector(ABC):
         """Discrete events seen since the last call (most collectors have none)."""
         return []
 
-    def lost_events(self) -> int:
-        """Kernel records that could not be delivered since the last call."""
-        return 0
+    def health(self) -> dict[str, int]:
+        """The collector's own counts since the last call, by name: what it could not observe or deliver
+        (``lost_events``, ``unaggregated``) and what it did not report one by one. The runner publishes each as
+        ``augur.collector.NAME`` with this collector's name as a label, and on the Prometheus endpoint."""
+        return self.prog.health() if self.prog is not None else {}
 
     def close(self) -> None:
-        pass
+        """Detaches the collector's programs from the kernel."""
+        if self.prog is not None:
+            self.prog.close()

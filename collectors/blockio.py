@@ -49,6 +49,3 @@ class BlockIoCollector(Collector):
             out.append(samples.sample(*common, "system.disk.io", "delta", "By",
                                       {"device": device, "direction": direction}, value=int(st.bytes)))
         return out
-
-    def close(self) -> None:
-        self.prog.close()

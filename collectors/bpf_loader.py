@@ -13,6 +13,7 @@ from infra import ebpf
 
 BPF_DIR = REPO_ROOT / "bpf"
 FLIP_GRACE_S = 0.005  # handlers that read the old slot finish within microseconds
+HEALTH_COUNTERS = ("lost_events", "unaggregated")  # one-element arrays in bpf/augur.h
 
 
 _LOCAL_INCLUDE = re.compile(r'^#include "([A-Za-z0-9_.]+)"\s*$', re.M)
@@ -49,7 +50,7 @@ class BpfProgram:
             raise ebpf.EbpfUnavailable(f"loading {source.name} failed: {e}") from None
         self.stem = stem
         self._slot = 0
-        self._lost_seen = 0
+        self._health_seen: dict[str, int] = {}
         self._links: list[int] = []
 
     def link_to_cgroups(self, programs: dict[str, str]) -> None:
@@ -92,11 +93,14 @@ class BpfProgram:
         table.clear()
         return items
 
-    def lost_events(self) -> int:
-        """Ring-buffer records the kernel could not queue since the last call."""
-        total = int(self.bpf["lost_events"][ctypes.c_int(0)].value)
-        delta, self._lost_seen = total - self._lost_seen, total
-        return delta
+    def health(self) -> dict[str, int]:
+        """Since the last call: ring-buffer records the kernel could not queue (``lost_events``) and observations
+        a full map kept out of the aggregates (``unaggregated``); both are counted by every program (augur.h)."""
+        out = {}
+        for name in HEALTH_COUNTERS:
+            total = int(self.bpf[name][ctypes.c_int(0)].value)
+            out[name], self._health_seen[name] = total - self._health_seen.get(name, 0), total
+        return out
 
     def close(self) -> None:
         self._close_links()

@@ -47,6 +47,3 @@ class CpuCollector(Collector):
         for path, ns in by_cgroup.items():
             add("ebpf.cgroup.cpu.time", "delta", "s", {"cgroup": path}, value=ns / 1e9)
         return out
-
-    def close(self) -> None:
-        self.prog.close()

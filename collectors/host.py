@@ -91,7 +91,3 @@ class HostCollector(Collector):
                 add("ebpf.page_faults", "delta", "{fault}", {"cgroup": self.cgroups.path(cgroup_id.value)},
                     value=int(n.value))
         return out
-
-    def close(self) -> None:
-        if self.prog is not None:
-            self.prog.close()

@@ -68,7 +68,6 @@ class HttpCollector(Collector):
         except BaseException:
             self.prog.close()
             raise
-        self._overflow_seen = 0
         self._untimed_seen = 0
         self.quiet = QuietCounts(PRODUCER, host, cfg["collect.zero-fill-ms"], cfg["collect.max-keys"])
 
@@ -108,17 +107,10 @@ class HttpCollector(Collector):
             for other in series.HTTP_STATUS_CLASSES:  # declared: a route with traffic reports all of them
                 self.quiet.declare(ts_ms, "http.server.requests", "{request}",
                                    dict(attrs, **{series.HTTP_STATUS_CLASS: other}))
-        overflow = int(self.prog.bpf["overflow"][ctypes.c_int(0)].value)
-        if overflow > self._overflow_seen:
-            out.append(samples.sample(PRODUCER, self.host, ts_ms, interval_ms, "augur.collector.http.unaggregated",
-                                      "delta", "{request}", {}, value=overflow - self._overflow_seen))
-            self._overflow_seen = overflow
-        untimed = sum(int(r.untimed) for r in self.prog.bpf["request_rates"][ctypes.c_int(0)])
-        if untimed > self._untimed_seen:   # stood for by the sampled requests' weights, not lost
-            out.append(samples.sample(PRODUCER, self.host, ts_ms, interval_ms, "augur.collector.http.untimed",
-                                      "delta", "{request}", {}, value=untimed - self._untimed_seen))
-            self._untimed_seen = untimed
         return self.quiet.fill(out, ts_ms, interval_ms)
 
-    def close(self) -> None:
-        self.prog.close()
+    def health(self) -> dict[str, int]:
+        # requests not timed under load: stood for by the sampled requests' weights, not lost
+        untimed = sum(int(r.untimed) for r in self.prog.bpf["request_rates"][ctypes.c_int(0)])
+        delta, self._untimed_seen = untimed - self._untimed_seen, untimed
+        return {**super().health(), "http.untimed": delta}

@@ -69,15 +69,9 @@ class ProcessCollector(Collector):
     def collect(self, ts_ms: int, interval_ms: int) -> list[dict]:
         self.prog.bpf.ring_buffer_consume()  # count what is queued; the events stay pending for poll_events
         counts, self._counts = self._counts, Counter()
-        refused, self.limit.refused = self.limit.refused, 0
-        out = [samples.sample(PRODUCER, self.host, ts_ms, interval_ms, "ebpf.process.events", "delta", "{event}",
-                              {"event": kind}, value=counts.get(kind, 0)) for kind in KINDS.values()]
-        out.append(samples.sample(PRODUCER, self.host, ts_ms, interval_ms, "augur.collector.events.suppressed",
-                                  "delta", "{event}", {"collector": self.name}, value=refused))
-        return out
+        return [samples.sample(PRODUCER, self.host, ts_ms, interval_ms, "ebpf.process.events", "delta", "{event}",
+                               {"event": kind}, value=counts.get(kind, 0)) for kind in KINDS.values()]
 
-    def lost_events(self) -> int:
-        return self.prog.lost_events()
-
-    def close(self) -> None:
-        self.prog.close()
+    def health(self) -> dict[str, int]:
+        refused, self.limit.refused = self.limit.refused, 0  # counted in ebpf.process.events, not sent one by one
+        return {**super().health(), "events.suppressed": refused}

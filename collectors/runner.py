@@ -87,7 +87,8 @@ class Runner:
             for s in out:
                 self.telemetry.write(s)
             self.metrics.add("samples", len(out), collector=c.name)
-            self.metrics.add("lost_events", c.lost_events(), collector=c.name)
+            for name, count in c.health().items():
+                self.metrics.add(name, count, collector=c.name)
         for output in (self.telemetry, self.events):
             self.metrics.set_total("dropped", output.dropped, topic=output.topic.name)
         for name, labels, delta in self.metrics.deltas():

@@ -41,6 +41,3 @@ class TcpCollector(Collector):
                 out.append(samples.sample(*common, "ebpf.tcp.connection.duration", "histogram", "ms", attrs,
                                           hist=hist))
         return self.quiet.fill(out, ts_ms, interval_ms)
-
-    def close(self) -> None:
-        self.prog.close()

@@ -82,34 +82,44 @@ def test_fsynced_writes_show_in_block_io(tmp_path):
         c.close()
 
 
-def test_loopback_tcp_connections_and_closes_are_counted():
-    from collectors.tcp import COUNTS, TcpCollector
-    c = TcpCollector(CFG, HOST)
+def service_port_listener() -> tuple[socket.socket, int]:
+    """A listening socket on a service port: below the range the tcp collector folds as ephemeral."""
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    for port in range(21000 + os.getpid() % 5000, 32000):  # a service port: below the folded ephemeral range
+    for port in range(21000 + os.getpid() % 5000, 32000):
         try:
             srv.bind(("127.0.0.1", port))
             break
         except OSError:
             continue
     srv.listen(128)
+    return srv, port
+
+
+def connect_and_close(srv: socket.socket, port: int, k: int) -> None:
+    """k loopback connections to ``srv``, each accepted and closed by both ends."""
+    def serve():
+        for _ in range(k):
+            conn, _ = srv.accept()
+            conn.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    for _ in range(k):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.recv(1)
+        s.close()
+    t.join()
+
+
+def test_loopback_tcp_connections_and_closes_are_counted():
+    from collectors.tcp import COUNTS, TcpCollector
+    c = TcpCollector(CFG, HOST)
+    srv, port = service_port_listener()
     try:
         c.collect(0, 1)
         k = 30
-
-        def serve():
-            for _ in range(k):
-                conn, _ = srv.accept()
-                conn.close()
-
-        t = threading.Thread(target=serve)
-        t.start()
-        for _ in range(k):
-            s = socket.create_connection(("127.0.0.1", port))
-            s.recv(1)
-            s.close()
-        t.join()
+        connect_and_close(srv, port, k)
         refused = socket.socket()
         refused.bind(("127.0.0.1", 0))
         dead_port = refused.getsockname()[1]
@@ -142,6 +152,61 @@ def test_loopback_tcp_connections_and_closes_are_counted():
             assert len(by_metric(quiet, metric, port=p, direction="passive")) == 1, metric
         assert total(quiet, "ebpf.tcp.connections.opened", port=p, direction="passive") == 0
     finally:
+        srv.close()
+        c.close()
+
+
+def test_what_a_full_map_keeps_out_is_counted_and_published(tmp_path):
+    """With room for one key, a port's connections can be aggregated under at most one of their two keys (active,
+    passive): the other's opens and closes are counted as unaggregated in the kernel, and the runner publishes
+    that count as augur.collector.unaggregated and on the Prometheus endpoint."""
+    import urllib.request
+
+    from collectors.output import JsonlOutput
+    from collectors.runner import Runner
+    from collectors.selfmetrics import SelfMetrics, serve_prometheus
+    from collectors.tcp import TcpCollector
+    from infra.kafka_broker import free_port
+
+    cfg = Config({"collect.max-keys": 1})
+    c = TcpCollector(cfg, HOST)
+    srv, port = service_port_listener()
+    metrics = SelfMetrics()
+    tel_path = tmp_path / "telemetry.jsonl"
+    telemetry, events = JsonlOutput(topics.TELEMETRY, tel_path), JsonlOutput(topics.EVENTS, tmp_path / "ev.jsonl")
+    runner = Runner([c], telemetry, events, cfg, metrics)
+    server = serve_prometheus(metrics, free_port())
+    try:
+        runner.flush()
+        telemetry.flush()
+        start = tel_path.stat().st_size
+        k = 20
+        connect_and_close(srv, port, k)
+        p = str(port)
+
+        def counted(since: int):
+            out = [json.loads(line) for line in tel_path.read_bytes()[since:].splitlines()]
+            mine = sum(total(out, m, port=p) for m in ("ebpf.tcp.connections.opened", "ebpf.tcp.connections.closed"))
+            return mine, total(out, "augur.collector.unaggregated", collector="tcp")
+
+        deadline = time.monotonic() + 5.0
+        while True:  # the last closes may come a little later, in softirq
+            time.sleep(0.2)
+            runner.flush()
+            telemetry.flush()
+            mine, unaggregated = counted(start)
+            if mine + unaggregated >= 4 * k or time.monotonic() > deadline:
+                break
+        # every open came in one interval, where one key at most had room: the other key's k opens are missing
+        assert unaggregated >= k
+        assert mine + unaggregated >= 4 * k     # every open and close of the port: aggregated, or counted missing
+        body = urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5).read().decode()
+        published = {line.split()[0]: float(line.split()[1]) for line in body.splitlines() if line[0] != "#"}
+        assert published['augur_collector_unaggregated_total{collector="tcp"}'] == counted(0)[1]
+    finally:
+        server.shutdown()
+        telemetry.close()
+        events.close()
         srv.close()
         c.close()
 
@@ -416,6 +481,7 @@ def test_http_sampling_beyond_the_exact_rate_counts_each_sampled_request_for_tho
     c = HttpCollector(Config({"collect.http-exact-rate": 0, "collect.http-sample-every": every}), HOST)
     try:
         c.collect(0, 1)
+        c.health()
         mix = {"/ok": 1200, "/fail": 400, "/slow": 150}
         conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1])
         for path, n in mix.items():
@@ -434,7 +500,7 @@ def test_http_sampling_beyond_the_exact_rate_counts_each_sampled_request_for_tho
             sd = every * (n * (1 / every) * (1 - 1 / every)) ** 0.5   # of every x Binomial(n, 1/every)
             assert abs(est - n) <= 5 * sd, (est, n, sd)
         timed = (ok + fail + slow) // every
-        untimed = total(out, "augur.collector.http.untimed")
+        untimed = c.health()["http.untimed"]
         assert timed + untimed == sum(mix.values())   # every request timed or reported untimed, none lost
         hist = by_metric(mine, "http.server.request.duration", **{"http.route": "/slow"})[0]["hist"]
         assert hist["count"] == slow
