@@ -154,7 +154,8 @@ def cmd_synth(args) -> int:
     return 0 if out.dropped == 0 else 1
 
 
-def _run_collectors(cfg: Config, args, telemetry_out, events_out) -> int:
+def _run_collectors(cfg: Config, args, output) -> int:
+    """Run the signals of ``args`` into ``output(topic)``, one output per topic they write."""
     from collectors.runner import Runner, open_collectors, parse_signals
     from collectors.selfmetrics import serve_prometheus
     from infra.ebpf import EbpfUnavailable
@@ -164,7 +165,9 @@ def _run_collectors(cfg: Config, args, telemetry_out, events_out) -> int:
     except EbpfUnavailable as e:
         print(f"augur: eBPF collectors cannot run here: {e}", file=sys.stderr)
         return 1
-    runner = Runner(collectors, telemetry_out, events_out, cfg)
+    telemetry_out, events_out = output(topics.TELEMETRY), output(topics.EVENTS)
+    profiles_out = output(topics.PROFILES) if "profile" in names else None
+    runner = Runner(collectors, telemetry_out, events_out, cfg, profiles=profiles_out)
     server = None
     if cfg["collect.prometheus-port"] and not getattr(args, "no_prometheus", False):
         try:
@@ -181,13 +184,14 @@ def _run_collectors(cfg: Config, args, telemetry_out, events_out) -> int:
         pass
     finally:
         runner.close()
-        telemetry_out.close()
-        events_out.close()
+        for out in runner.outputs():
+            out.close()
         if server:
             server.shutdown()
-    dropped = telemetry_out.dropped + events_out.dropped
-    print(f"augur collect: stopped; {telemetry_out.sent} samples and {events_out.sent} events written, "
-          f"{dropped} dropped", file=sys.stderr)
+    dropped = sum(out.dropped for out in runner.outputs())
+    print(f"augur collect: stopped; {telemetry_out.sent} samples, {events_out.sent} events"
+          + (f", {profiles_out.sent} profiles" if profiles_out else "") + f" written, {dropped} dropped",
+          file=sys.stderr)
     return 0
 
 
@@ -204,12 +208,9 @@ def cmd_collect(args) -> int:
     from collectors.output import BufferedKafkaOutput, StdoutOutput
     cfg = _collect_config(args)
     if args.stdout:
-        tel, ev = StdoutOutput(topics.TELEMETRY), StdoutOutput(topics.EVENTS)
-    else:
-        cap = cfg["collect.buffer-records"]
-        tel = BufferedKafkaOutput(topics.TELEMETRY, cfg["kafka.bootstrap-servers"], cap)
-        ev = BufferedKafkaOutput(topics.EVENTS, cfg["kafka.bootstrap-servers"], cap)
-    return _run_collectors(cfg, args, tel, ev)
+        return _run_collectors(cfg, args, StdoutOutput)
+    return _run_collectors(cfg, args, lambda topic: BufferedKafkaOutput(topic, cfg["kafka.bootstrap-servers"],
+                                                                        cfg["collect.buffer-records"]))
 
 
 def cmd_record(args) -> int:
@@ -217,7 +218,7 @@ def cmd_record(args) -> int:
     cfg = _collect_config(args)
     writer = RecordingWriter(args.output)
     try:
-        return _run_collectors(cfg, args, writer.output(topics.TELEMETRY), writer.output(topics.EVENTS))
+        return _run_collectors(cfg, args, writer.output)
     finally:
         writer.close()
 
@@ -334,11 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     collect_opts = argparse.ArgumentParser(add_help=False)
-    collect_opts.add_argument("--signals", help="comma-separated: cpu, blockio, tcp, http, process, host (default all)")
+    collect_opts.add_argument("--signals", help="comma-separated: cpu, blockio, tcp, http, process, host, profile "
+                              "(default all)")
     collect_opts.add_argument("--interval", help="flush interval, e.g. 10s (default collect.interval-ms)")
     collect_opts.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
     p = sub.add_parser("collect", parents=[common, collect_opts],
-                       help="run the eBPF collectors (root) and stream telemetry and events into Kafka")
+                       help="run the eBPF collectors (root) and stream telemetry, events and profiles into Kafka")
     p.add_argument("--stdout", action="store_true", help="print records instead of producing them")
     p.set_defaults(func=cmd_collect)
     p = sub.add_parser("record", parents=[common, collect_opts],

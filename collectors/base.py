@@ -21,6 +21,10 @@ class Collector(ABC):
         """Discrete events seen since the last call (most collectors have none)."""
         return []
 
+    def profiles(self) -> list[dict]:
+        """``augur.profiles.v1`` records of the interval the last ``collect`` closed (only the profile signal)."""
+        return []
+
     def health(self) -> dict[str, int]:
         """The collector's own counts since the last call, by name: what it could not observe or deliver
         (``lost_events``, ``unaggregated``) and what it did not report one by one. The runner publishes each as

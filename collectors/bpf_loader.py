@@ -74,6 +74,17 @@ class BpfProgram:
         finally:
             os.close(fd)
 
+    def attach_cpu_clock(self, fn_name: str, hz: int) -> None:
+        """Run ``fn_name`` ``hz`` times a second of CPU time on every CPU (a software cpu-clock perf event)."""
+        bcc = ebpf.import_bcc()
+        try:
+            self.bpf.attach_perf_event(ev_type=bcc.PerfType.SOFTWARE, ev_config=bcc.PerfSWConfig.CPU_CLOCK,
+                                       fn_name=fn_name.encode(), sample_freq=hz)
+        except Exception as e:
+            raise ebpf.EbpfUnavailable(f"attaching {self.stem}.bpf.c:{fn_name} to a cpu-clock perf event failed "
+                                       f"({e}); the kernel must allow perf events (kernel.perf_event_paranoid, "
+                                       f"CAP_PERFMON)") from None
+
     def _close_links(self) -> None:
         while self._links:
             os.close(self._links.pop())

@@ -27,6 +27,7 @@ SIGNALS: dict[str, str] = {
     "http": "collectors.http:HttpCollector",
     "process": "collectors.process:ProcessCollector",
     "host": "collectors.host:HostCollector",
+    "profile": "collectors.profile:ProfileCollector",
 }
 
 
@@ -64,8 +65,10 @@ def open_collectors(cfg: Config, names: list[str]) -> list[Collector]:
 
 class Runner:
     def __init__(self, collectors: list[Collector], telemetry: Output, events: Output, cfg: Config,
-                 metrics: SelfMetrics | None = None):
-        self.collectors, self.telemetry, self.events = collectors, telemetry, events
+                 metrics: SelfMetrics | None = None, profiles: Output | None = None):
+        if profiles is None and any(c.name == "profile" for c in collectors):
+            raise ValueError("the profile signal needs an output for augur.profiles.v1")
+        self.collectors, self.telemetry, self.events, self.profiles = collectors, telemetry, events, profiles
         self.interval_ms = cfg["collect.interval-ms"]
         self.host = host_name(cfg)
         self.metrics = metrics or SelfMetrics()
@@ -87,13 +90,18 @@ class Runner:
             for s in out:
                 self.telemetry.write(s)
             self.metrics.add("samples", len(out), collector=c.name)
+            for p in c.profiles():
+                self.profiles.write(p)
             for name, count in c.health().items():
                 self.metrics.add(name, count, collector=c.name)
-        for output in (self.telemetry, self.events):
+        for output in self.outputs():
             self.metrics.set_total("dropped", output.dropped, topic=output.topic.name)
         for name, labels, delta in self.metrics.deltas():
             self.telemetry.write(samples.sample(SELF_PRODUCER, self.host, ts, interval, f"augur.collector.{name}",
                                                 "delta", "1", labels, value=delta))
+
+    def outputs(self) -> list[Output]:
+        return [o for o in (self.telemetry, self.events, self.profiles) if o is not None]
 
     def run(self, stop: Callable[[], bool] = lambda: False, duration_s: float | None = None,
             poll_s: float = 0.1) -> None:
@@ -106,8 +114,8 @@ class Runner:
                     self.flush()
         finally:
             self.flush()  # the partial last interval is published too
-            self.telemetry.flush()
-            self.events.flush()
+            for output in self.outputs():
+                output.flush()
 
     def close(self) -> None:
         for c in self.collectors:

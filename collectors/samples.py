@@ -1,4 +1,5 @@
-"""Building ``augur.telemetry.v1`` and ``augur.events.v1`` records: one place for their shape on the producer side."""
+"""Building ``augur.telemetry.v1``, ``augur.events.v1`` and ``augur.profiles.v1`` records: one place for their shape
+on the producer side."""
 
 from __future__ import annotations
 
@@ -32,3 +33,11 @@ def event(producer_: dict, host: str, ts: int, name: str, attrs: dict, **fields)
     """An events record; ``fields`` are ``pid=``, ``comm=``, ``cgroup=``."""
     return {"v": 1, "ts": ts, "host": host, "producer": producer_, "event": name, "attrs": attrs,
             **{k: v for k, v in fields.items() if v is not None}}
+
+
+def profile(producer_: dict, host: str, ts: int, interval_ms: int, hz: int, pid: int, comm: str, cgroup: str,
+            stacks: Sequence[tuple[Sequence[str], int]]) -> dict:
+    """A profiles record: one process's sampled stacks over the interval, each ``(frames root first, count)``."""
+    return {"v": 1, "ts": ts, "host": host, "producer": producer_, "interval_ms": interval_ms, "hz": hz, "pid": pid,
+            "comm": comm, "cgroup": cgroup, "samples": sum(n for _, n in stacks),
+            "stacks": [{"frames": list(frames), "count": n} for frames, n in stacks]}

@@ -28,12 +28,13 @@ BY_ARRIVAL = (("message.timestamp.type", "LogAppendTime"),)
 TELEMETRY = Topic("augur.telemetry.v1", 6, "series_id", "aggregated samples from collectors and generators",
                   BY_ARRIVAL)
 EVENTS = Topic("augur.events.v1", 3, "host", "discrete host events (exec, exit, oom_kill, injected faults)")
+PROFILES = Topic("augur.profiles.v1", 3, "host", "sampled on-CPU stacks, folded per process and interval")
 FEATURES = Topic("augur.features.v1", 6, "series_id", "per-series event-time window features", BY_ARRIVAL)
 ANOMALIES = Topic("augur.anomalies.v1", 3, "series_id", "anomalous windows with scores and explanations", BY_ARRIVAL)
 FORECASTS = Topic("augur.forecasts.v1", 3, "series_id", "resource exhaustion forecasts and retractions", BY_ARRIVAL)
 DEADLETTER = Topic("augur.deadletter.v1", 1, "reason", "inputs that could not be used, with the reason", BY_ARRIVAL)
 
-ALL: tuple[Topic, ...] = (TELEMETRY, EVENTS, FEATURES, ANOMALIES, FORECASTS, DEADLETTER)
+ALL: tuple[Topic, ...] = (TELEMETRY, EVENTS, PROFILES, FEATURES, ANOMALIES, FORECASTS, DEADLETTER)
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}
 # short names accepted on the command line (`augur tail anomalies`)
 BY_SHORT_NAME: dict[str, Topic] = {t.name.split(".")[1]: t for t in ALL}

@@ -56,3 +56,11 @@ def test_every_program_inlines_its_headers():
         text = inline_local_includes(prog)
         assert '#include "' not in text, prog.name
         assert "BPF_ARRAY(active_slot" in text, prog.name  # every program shares the double-buffering helpers
+
+
+def test_profile_key_matches_profile_h_and_fits_a_hash_key():
+    from collectors.profile import KERNEL_FRAMES, USER_FRAMES
+    fields = c_struct_fields(BPF_DIR / "profile.h", "profile_key")
+    lengths = {field: n for _, field, n in fields}
+    assert (lengths["kernel"], lengths["user"]) == (KERNEL_FRAMES, USER_FRAMES)
+    assert sum(ctypes.sizeof(C_TYPES[typ]) * n for typ, _, n in fields) <= 512  # a hash map's largest key

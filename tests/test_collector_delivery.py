@@ -91,6 +91,25 @@ def test_self_metrics_deltas_and_prometheus_endpoint():
     assert "# TYPE augur_collector_dropped_total counter" in body
 
 
+def test_profile_stacks_beyond_the_limit_are_counted_as_one_and_records_validate():
+    from collections import Counter
+
+    from collectors import samples
+    from collectors.profile import OTHER_STACKS, fold
+    from schemas import codec
+    stacks = Counter({("main", "a"): 5, ("main", "b"): 9, ("main", "c"): 1, ("main", "d_[k]"): 2})
+    folded = fold(stacks, 2)
+    assert folded == [(("main", "b"), 9), (("main", "a"), 5), ((OTHER_STACKS,), 3)]
+    assert fold(stacks, 4) == sorted(stacks.items(), key=lambda kv: -kv[1])
+    rec = samples.profile(samples.producer("t"), "h", 1_700_000_000_000, 10_000, 49, 42, "app", "/", folded)
+    assert rec["samples"] == 17
+    codec.validate(topics.PROFILES.name, rec)
+    for bad in ({**rec, "stacks": []}, {**rec, "pid": 0},
+                {**rec, "stacks": [{"frames": ["x" * 257], "count": 1}]}, {**rec, "extra": 1}):
+        with pytest.raises(codec.Rejected):
+            codec.validate(topics.PROFILES.name, bad)
+
+
 def test_token_bucket_counts_what_it_refuses():
     now = [0.0]
     tb = TokenBucket(rate=10, burst=5, clock=lambda: now[0])
@@ -141,9 +160,12 @@ def test_augur_collect_streams_valid_telemetry_into_kafka(bootstrap, tmp_path):
     env = {**os.environ, "AUGUR_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "AUGUR_COLLECT_HOST": "collect-test-host",
            "AUGUR_COLLECT_PROMETHEUS_PORT": str(free_port())}
     out = subprocess.run([sys.executable, "-m", "augur.cli", "collect", "--interval", "1s", "--duration", "3",
-                          "--signals", "cpu,host,tcp"], env=env, capture_output=True, text=True, timeout=120)
+                          "--signals", "cpu,host,tcp,profile"], env=env, capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr
     assert "0 dropped" in out.stderr
+    profiles = [r for r in read_all(bootstrap, topics.PROFILES) if r["host"] == "collect-test-host"]
+    assert profiles and all(r["samples"] == sum(st["count"] for st in r["stacks"]) for r in profiles)
     got = [r for r in read_all(bootstrap, topics.TELEMETRY, strict=False) if r["host"] == "collect-test-host"]
     metrics = {r["metric"] for r in got}
     assert {"ebpf.runqueue.latency", "system.memory.usage", "system.filesystem.usage",

@@ -247,6 +247,50 @@ def _memory_cgroup() -> Path | None:
     return mounts.get("memory")
 
 
+def test_profile_samples_a_busy_process_at_its_cpu_time_with_its_kernel_and_user_frames():
+    """dd copying /dev/zero to /dev/null is on a CPU all the time, mostly reading zeros in the kernel: its samples
+    are its CPU time (from /proc) times the sampling rate, most of its stacks pass through vfs_read, and its user
+    frames resolve to functions while it lives."""
+    from collectors.profile import ProfileCollector
+
+    hz = 99
+
+    def cpu_seconds(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    c = ProfileCollector(Config({"collect.profile-hz": hz}), HOST)
+    dd = None
+    try:
+        c.collect(0, 1)
+        c.profiles()
+        dd = subprocess.Popen(["dd", "if=/dev/zero", "of=/dev/null", "bs=64k"], stderr=subprocess.DEVNULL)
+        time.sleep(2.0)
+        before = cpu_seconds(dd.pid)
+        c.collect(1, 2000)  # dd still runs: its mappings resolve its user frames
+        after = cpu_seconds(dd.pid)
+        records = c.profiles()
+        for r in records:
+            codec.validate(topics.PROFILES.name, r)
+        mine = [r for r in records if r["pid"] == dd.pid]
+        assert [r["comm"] for r in mine] == ["dd"]
+        r = mine[0]
+        assert r["samples"] == sum(st["count"] for st in r["stacks"])
+        assert 0.85 * hz * before - 3 <= r["samples"] <= 1.15 * hz * after + 3, (r["samples"], before, after)
+        in_read = sum(st["count"] for st in r["stacks"] if "vfs_read_[k]" in st["frames"])
+        assert in_read >= 0.4 * r["samples"]
+        for st in r["stacks"]:  # kernel frames follow the user frames: root first, leaf last
+            kernel = [f.endswith("_[k]") for f in st["frames"]]
+            assert kernel == sorted(kernel)
+        user_functions = {f for st in r["stacks"] for f in st["frames"] if not f.endswith("_[k]") and f[0] != "["}
+        assert user_functions, r["stacks"]
+    finally:
+        if dd is not None:
+            dd.kill()
+            dd.wait()
+        c.close()
+
+
 def test_oom_kill_in_a_memory_limited_cgroup_is_reported():
     from collectors.process import ProcessCollector
     root = _memory_cgroup()

@@ -147,8 +147,9 @@ def test_kafka_keys_follow_the_topic_registry():
 
 
 def test_topic_registry():
-    assert [t.name for t in topics.ALL] == ["augur.telemetry.v1", "augur.events.v1", "augur.features.v1",
-                                            "augur.anomalies.v1", "augur.forecasts.v1", "augur.deadletter.v1"]
+    assert [t.name for t in topics.ALL] == ["augur.telemetry.v1", "augur.events.v1", "augur.profiles.v1",
+                                            "augur.features.v1", "augur.anomalies.v1", "augur.forecasts.v1",
+                                            "augur.deadletter.v1"]
     assert topics.resolve("anomalies") is topics.ANOMALIES
     assert topics.resolve("augur.features.v1") is topics.FEATURES
     with pytest.raises(KeyError):

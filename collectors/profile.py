@@ -1,0 +1,159 @@
+"""Profile collector (bpf/profile.bpf.c): on-CPU stacks sampled at ``collect.profile-hz`` on every CPU, folded per
+process and interval into ``augur.profiles.v1`` records (the input of a flame graph).
+
+Frames run from the root to the leaf: the user stack, then the kernel stack with each frame suffixed ``_[k]`` (the
+folded-stack convention). A user frame is its function's name, else ``[module]`` when only the module is known,
+else ``[unknown]``; a stack cut at its kept depth starts with ``[truncated]``. User addresses are resolved from the
+process's own mappings at the end of the interval, so a process that exited before it keeps its kernel frames
+only, and its user frames are ``[unknown]``. User stacks are walked by frame pointers: code built without them
+shows its leaf function and little above it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+
+from augur.config import Config
+from collectors import samples
+from collectors.base import Collector
+from collectors.bpf_loader import BpfProgram, comm
+from collectors.enrich import CgroupNames
+from infra import ebpf
+
+PRODUCER = samples.producer("augur-collector-profile")
+KERNEL_FRAMES, USER_FRAMES = 20, 40  # bpf/profile.h
+FRAME_CHARS = 256  # the schema's bound on a frame
+OTHER_STACKS = "[other stacks]"
+TRUNCATED = "[truncated]"
+UNKNOWN = "[unknown]"
+MAX_CACHED_FRAMES = 1 << 16  # resolved addresses kept per process (and for the kernel)
+
+
+def fold(stacks: Counter, limit: int) -> list[tuple[tuple[str, ...], int]]:
+    """The ``limit`` most frequent stacks, most frequent first, and the rest merged into one ``[other stacks]``
+    stack, so the counts still add up to every sample."""
+    ranked = sorted(stacks.items(), key=lambda kv: (-kv[1], kv[0]))
+    kept, rest = ranked[:limit], ranked[limit:]
+    if rest:
+        kept.append(((OTHER_STACKS,), sum(n for _, n in rest)))
+    return kept
+
+
+class UserSymbols:
+    """bcc symbol caches per process, keyed by pid and start time (a reused pid is another process); those of
+    processes not sampled in an interval are freed at its end."""
+
+    def __init__(self):
+        self.bcc = ebpf.import_bcc()
+        self._caches: dict[tuple[int, int], object] = {}
+        self._names: dict[tuple[int, int], dict[int, str]] = {}  # the frames each cache resolved
+        self._interval: dict[int, tuple[int, int] | None] = {}  # pid -> its cache's key this interval (None: exited)
+
+    @staticmethod
+    def _start_time(pid: int) -> int | None:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            return None
+        return int(stat.rsplit(b")", 1)[1].split()[19])  # field 22, after the command in parentheses
+
+    def _key(self, pid: int) -> tuple[int, int] | None:
+        if pid not in self._interval:
+            start = self._start_time(pid)
+            key = None if start is None else (pid, start)
+            if key is not None and key not in self._caches:
+                self._caches[key], self._names[key] = self.bcc.SymbolCache(pid), {}
+            self._interval[pid] = key
+        return self._interval[pid]
+
+    def frames(self, pid: int, addrs) -> list[str]:
+        key = self._key(pid)
+        if key is None:  # exited: its mappings are gone
+            return [UNKNOWN] * len(addrs)
+        cache, names = self._caches[key], self._names[key]
+        out = []
+        for addr in addrs:
+            name = names.get(addr)
+            if name is None:
+                if len(names) >= MAX_CACHED_FRAMES:  # a JIT can make addresses without end
+                    names.clear()
+                name = names[addr] = self._resolve(cache, addr)
+            out.append(name)
+        return out
+
+    @staticmethod
+    def _resolve(cache, addr: int) -> str:
+        name, _, module = cache.resolve(addr, True)
+        if name:
+            return name.decode("utf-8", "replace")[:FRAME_CHARS]
+        if module:
+            return f"[{os.path.basename(module.decode('utf-8', 'replace'))}]"[:FRAME_CHARS]
+        return UNKNOWN
+
+    def end_interval(self) -> None:
+        used = set(self._interval.values())
+        for key in [k for k in self._caches if k not in used]:
+            self.bcc.lib.bcc_free_symcache(self._caches.pop(key).cache, key[0])
+            del self._names[key]
+        self._interval = {}
+
+    def close(self) -> None:
+        self._interval = {}
+        self.end_interval()
+
+
+class ProfileCollector(Collector):
+    name = "profile"
+
+    def __init__(self, cfg: Config, host: str, cgroups: CgroupNames | None = None):
+        self.host = host
+        self.hz = cfg["collect.profile-hz"]
+        self.max_stacks = cfg["collect.profile-max-stacks"]
+        self.cgroups = cgroups or CgroupNames()
+        self.prog = BpfProgram("profile", {"MAX_KEYS": cfg["collect.max-keys"]})
+        try:
+            self.prog.attach_cpu_clock("on_cpu_sample", self.hz)
+            self.symbols = UserSymbols()
+        except BaseException:
+            self.prog.close()
+            raise
+        self._ksyms: dict[int, str] = {}
+        self._records: list[dict] = []
+
+    def _kernel_frame(self, addr: int) -> str:
+        name = self._ksyms.get(addr)
+        if name is None:
+            name = self._ksyms[addr] = self.prog.bpf.ksym(addr).decode("utf-8", "replace")[:FRAME_CHARS - 4] + "_[k]"
+        return name
+
+    def stack(self, key) -> tuple[str, ...]:
+        user = self.symbols.frames(key.tgid, key.user[: key.user_depth])[::-1]
+        kernel = [self._kernel_frame(a) for a in key.kernel[: key.kernel_depth]][::-1]
+        if key.user_depth == USER_FRAMES:
+            user.insert(0, TRUNCATED)
+        if key.kernel_depth == KERNEL_FRAMES:
+            kernel.insert(0, TRUNCATED + "_[k]")
+        return tuple(user + kernel) or (UNKNOWN,)  # neither stack could be read
+
+    def collect(self, ts_ms: int, interval_ms: int) -> list[dict]:
+        idle = self.prog.flip()
+        by_process: dict[tuple[int, str, int], Counter] = defaultdict(Counter)
+        for key, count in self.prog.drain("profile", idle):
+            by_process[(key.tgid, comm(key.comm), key.cgroup_id)][self.stack(key)] += count.value
+        self.symbols.end_interval()
+        if len(self._ksyms) > MAX_CACHED_FRAMES:  # kernel addresses are few, but bound the cache anyway
+            self._ksyms.clear()
+        self._records = [samples.profile(PRODUCER, self.host, ts_ms, interval_ms, self.hz, pid, name,
+                                         self.cgroups.path(cgroup_id), fold(stacks, self.max_stacks))
+                         for (pid, name, cgroup_id), stacks in sorted(by_process.items())]
+        return []
+
+    def profiles(self) -> list[dict]:
+        out, self._records = self._records, []
+        return out
+
+    def close(self) -> None:
+        super().close()
+        self.symbols.close()
