@@ -397,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "(train --help)")
     p.add_argument("train_args", nargs=argparse.REMAINDER)
 
-    p = sub.add_parser("tail", parents=[common], help="follow an output topic (anomalies, features, deadletter...)")
+    p = sub.add_parser("tail", parents=[common], help="follow a topic (anomalies, features, profiles, deadletter...)")
     p.add_argument("topic", help=f"one of {', '.join(topics.BY_SHORT_NAME)} or a full topic name")
     p.add_argument("--from-beginning", action="store_true")
     p.add_argument("--json", action="store_true", help="print records as JSON lines")

@@ -24,6 +24,11 @@ def format_record(topic: topics.Topic, rec: dict) -> str:
         return f"{format_ms(rec['ts'])}  RETRACTED {rec['host']:<10} {rec.get('explanation', rec['resource'])}"
     if topic is topics.DEADLETTER:
         return f"{format_ms(rec['ts'])}  DEAD-LETTER  reason={rec['reason']}  {rec['detail']}"
+    if topic is topics.PROFILES:
+        top = rec["stacks"][0]  # the most frequent
+        return (f"{format_ms(rec['ts'])}  PROFILE  {rec['host']:<10} {rec['comm']}[{rec['pid']}] "
+                f"{rec['samples'] / rec['hz']:.2f} s on CPU in {rec['interval_ms'] / 1000:g} s; hottest stack "
+                f"({top['count']} of {rec['samples']} samples) ends {';'.join(top['frames'][-3:])}")
     if topic is topics.FEATURES:
         return (f"{format_ms(rec['window_start'])}  {rec['host']:<10} {rec['metric']} {rec['attrs']} "
                 f"value={rec['value']} n={rec['count']}")

@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 from augur.consume import read_all
+from augur.tail import format_record
 from collectors import procfs
 from collectors.output import BufferedKafkaOutput
 from collectors.ratelimit import TokenBucket
@@ -104,6 +105,8 @@ def test_profile_stacks_beyond_the_limit_are_counted_as_one_and_records_validate
     rec = samples.profile(samples.producer("t"), "h", 1_700_000_000_000, 10_000, 49, 42, "app", "/", folded)
     assert rec["samples"] == 17
     codec.validate(topics.PROFILES.name, rec)
+    line = format_record(topics.PROFILES, rec)
+    assert "app[42] 0.35 s on CPU in 10 s" in line and "(9 of 17 samples) ends main;b" in line
     for bad in ({**rec, "stacks": []}, {**rec, "pid": 0},
                 {**rec, "stacks": [{"frames": ["x" * 257], "count": 1}]}, {**rec, "extra": 1}):
         with pytest.raises(codec.Rejected):
