@@ -121,6 +121,7 @@ class ProfileCollector(Collector):
             raise
         self._ksyms: dict[int, str] = {}
         self._records: list[dict] = []
+        self.prog.bpf.ksym(0)  # bcc reads the kernel's symbols now (about 40 ms, 10 MB), not in the first interval
 
     def _kernel_frame(self, addr: int) -> str:
         name = self._ksyms.get(addr)
