@@ -83,10 +83,17 @@ def test_models_can_arrive_without_changing_the_state_layout():
 def test_combiners_and_explanation():
     probs = np.array([0.999, 0.9999, np.nan, 0.2, 0.5, np.nan])
     for name, expected in (("mean", (0.999 + 0.9999 + 0.2 + 0.5) / 4), ("max", 0.9999), ("vote", 0.5),
-                           ("top2", (0.9999 + 0.999) / 2)):
+                           ("top2", (0.9999 + 0.999) / 2), ("views", (0.9999 + 0.999) / 2)):
         p = EnsembleParams(combiner=name)
         score, ready = ens.combine(p.to_array(), probs)
         assert ready == 4 and score == pytest.approx(expected)
+    # the forecast-residual detectors (ewma, seasonal, lstm) agreeing are one kind of evidence: one view
+    residuals_only = np.array([0.1, 0.9999, 0.2, 0.999, 0.9995, 0.3])
+    assert ens.combine(EnsembleParams(combiner="top2").to_array(), residuals_only)[0] == pytest.approx(0.99970)
+    assert ens.combine(EnsembleParams(combiner="views").to_array(), residuals_only)[0] == pytest.approx(
+        (0.9999 + 0.3) / 2)
+    assert ens.combine(EnsembleParams(combiner="views").to_array(), np.array([np.nan, 0.9, np.nan, 0.8, np.nan,
+                                                                             np.nan])) == (0.9, 2)  # one view ready
     p = EnsembleParams()
     listed = detectors_list(np.array([9.0, 8.0, np.nan, 1.0, 2.0, np.nan]), probs, p, ["a", "b", "c", "d", "e", "f"])
     assert [d["name"] for d in listed] == ["robust_z", "ewma", "seasonal", "lstm"]

@@ -15,8 +15,10 @@ language: the score's rank in that detector's history on this series. That rank 
 means on its own (``erf(|z| / (sqrt 2 * z_unit))`` for the z-like detectors, the CUSUM statistic over its limit; the
 context surprise has no such scale and is its rank alone), so a deviation must be both rare for the series and
 material (3.3 z_unit sigmas for 0.999, with the scale floors) to count: a very quiet series does not turn a 1-sigma
-wiggle into an anomaly. The combiner (weighted ``mean``, ``max``, ``vote``, or ``top2``: the mean of the two
-highest, so that two detectors must agree) gives the ensemble score; a detector votes when its calibrated score
+wiggle into an anomaly. The combiner (weighted ``mean``, ``max``, ``vote``, ``top2``: the mean of the two
+highest, so that two detectors must agree, or ``views``, the default: the same over four kinds of evidence, where
+``ewma``, ``seasonal`` and ``lstm``, which all judge a forecast's residual, count as one by their highest) gives
+the ensemble score; a detector votes when its calibrated score
 reaches ``vote_p``. The verdict has hysteresis: an incident opens when the score reaches ``enter`` and closes after
 ``exit_after`` points below ``exit``, so a long anomaly is one incident. Detectors that are disabled, without a
 model, or still warming up give NaN and are left out; with fewer than ``min_detectors`` ready the verdict is
@@ -149,6 +151,8 @@ def combine(params: np.ndarray, probs: np.ndarray) -> tuple:
     best = 0.0
     second = 0.0
     ready = 0
+    views = 0
+    residual = -1.0  # views: the highest of the forecast-residual detectors, ranked as one view after the loop
     for d in range(N_DET):
         p = probs[d]
         w = params[P_WEIGHTS + d]
@@ -160,6 +164,10 @@ def combine(params: np.ndarray, probs: np.ndarray) -> tuple:
             acc += w * p
         elif mode == 2:
             acc += w * (1.0 if p >= params[P_VOTE_P] else 0.0)
+        elif mode == 4 and (d == EWMA or d == SEASONAL or d == LSTM):
+            residual = max(residual, p)
+            continue
+        views += 1
         if p > best:
             second = best
             best = p
@@ -171,6 +179,15 @@ def combine(params: np.ndarray, probs: np.ndarray) -> tuple:
         return best, ready
     if mode == 3:
         return (best + second) / 2.0 if ready > 1 else best, ready
+    if mode == 4:
+        if residual >= 0.0:
+            views += 1
+            if residual > best:
+                second = best
+                best = residual
+            elif residual > second:
+                second = residual
+        return (best + second) / 2.0 if views > 1 else best, ready
     return acc / total_w, ready
 
 

@@ -12,7 +12,7 @@ import numpy as np
 DETECTORS = ("robust_z", "ewma", "cusum", "seasonal", "lstm", "context")
 N_DET = len(DETECTORS)
 ROBUST, EWMA, CUSUM, SEASONAL, LSTM, CONTEXT = range(N_DET)
-COMBINERS = ("mean", "max", "vote", "top2")
+COMBINERS = ("mean", "max", "vote", "top2", "views")
 
 def _p(default, help_text: str):
     return field(default=default, metadata={"help": help_text})
@@ -39,8 +39,10 @@ class EnsembleParams:
     cal_max: float = _p(20_000.0, "calibration: counts are halved at this total (forgetting)")
     tail_index: float = _p(2.0, "calibration: Pareto index of the tail beyond the largest score seen")
     z_unit: float = _p(1.5, "materiality: a z-like score counts at most erf(|z| / (sqrt 2 z_unit)), whatever its rank")
-    combiner: str = _p("top2", "how calibrated scores combine: top2 (mean of the two highest: two detectors "
-                       "must agree), mean (weighted), max or vote")
+    combiner: str = _p("views", "how calibrated scores combine: views (the mean of the two highest of four views: "
+                       "robust_z, cusum, context, and the forecast-residual detectors ewma, seasonal and lstm as one, "
+                       "by their highest; two kinds of evidence must agree), top2 (the mean of the two highest "
+                       "detectors), mean (weighted), max or vote")
     vote_p: float = _p(0.995, "vote: a detector votes 'anomaly' at this calibrated score")
     enter: float = _p(0.999, "an incident opens when the ensemble score reaches this")
     exit: float = _p(0.95, "... and closes after exit_after points below this")
