@@ -28,15 +28,22 @@ OTHER_STACKS = "[other stacks]"
 TRUNCATED = "[truncated]"
 UNKNOWN = "[unknown]"
 MAX_CACHED_FRAMES = 1 << 16  # resolved addresses kept per process (and for the kernel)
+MAX_RECORD_CHARS = 256 * 1024  # frames' characters per record (100 stacks of 62 frames of 256 would be 1.6 MB)
 
 
-def fold(stacks: Counter, limit: int) -> list[tuple[tuple[str, ...], int]]:
-    """The ``limit`` most frequent stacks, most frequent first, and the rest merged into one ``[other stacks]``
-    stack, so the counts still add up to every sample."""
+def fold(stacks: Counter, limit: int, max_chars: int = MAX_RECORD_CHARS) -> list[tuple[tuple[str, ...], int]]:
+    """The ``limit`` most frequent stacks, most frequent first, as long as their frames add up to at most
+    ``max_chars`` characters (so a record stays well under Kafka's 1 MB message limit), and the rest merged into
+    one ``[other stacks]`` stack, so the counts still add up to every sample."""
     ranked = sorted(stacks.items(), key=lambda kv: (-kv[1], kv[0]))
-    kept, rest = ranked[:limit], ranked[limit:]
-    if rest:
-        kept.append(((OTHER_STACKS,), sum(n for _, n in rest)))
+    kept, chars = [], 0
+    for frames, n in ranked[:limit]:
+        chars += sum(len(f) + 3 for f in frames)  # each frame's quotes and comma in the JSON
+        if chars > max_chars:
+            break
+        kept.append((frames, n))
+    if len(kept) < len(ranked):
+        kept.append(((OTHER_STACKS,), sum(n for _, n in ranked[len(kept):])))
     return kept
 
 

@@ -102,6 +102,8 @@ def test_profile_stacks_beyond_the_limit_are_counted_as_one_and_records_validate
     folded = fold(stacks, 2)
     assert folded == [(("main", "b"), 9), (("main", "a"), 5), ((OTHER_STACKS,), 3)]
     assert fold(stacks, 4) == sorted(stacks.items(), key=lambda kv: -kv[1])
+    # a size budget: ("main", "b") takes 11 characters with its JSON quotes and commas, the next would pass 20
+    assert fold(stacks, 4, max_chars=20) == [(("main", "b"), 9), ((OTHER_STACKS,), 8)]
     rec = samples.profile(samples.producer("t"), "h", 1_700_000_000_000, 10_000, 49, 42, "app", "/", folded)
     assert rec["samples"] == 17
     codec.validate(topics.PROFILES.name, rec)
