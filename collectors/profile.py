@@ -47,6 +47,16 @@ def fold(stacks: Counter, limit: int, max_chars: int = MAX_RECORD_CHARS) -> list
     return kept
 
 
+def process_name(pid: int) -> str | None:
+    """The process's name (its main thread's), or None once it has exited. A sample names the thread it caught,
+    and a process's busiest thread is often not its main one (a JVM's compiler or GC threads)."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().rstrip(b"\n").decode("utf-8", "replace") or None
+    except OSError:
+        return None
+
+
 class UserSymbols:
     """bcc symbol caches per process, keyed by pid and start time (a reused pid is another process); those of
     processes not sampled in an interval are freed at its end."""
@@ -147,15 +157,18 @@ class ProfileCollector(Collector):
 
     def collect(self, ts_ms: int, interval_ms: int) -> list[dict]:
         idle = self.prog.flip()
-        by_process: dict[tuple[int, str, int], Counter] = defaultdict(Counter)
+        by_process: dict[tuple[int, int], Counter] = defaultdict(Counter)
+        threads: dict[tuple[int, int], Counter] = defaultdict(Counter)  # the threads' names, by samples
         for key, count in self.prog.drain("profile", idle):
-            by_process[(key.tgid, comm(key.comm), key.cgroup_id)][self.stack(key)] += count.value
+            by_process[(key.tgid, key.cgroup_id)][self.stack(key)] += count.value
+            threads[(key.tgid, key.cgroup_id)][comm(key.comm)] += count.value
         self.symbols.end_interval()
         if len(self._ksyms) > MAX_CACHED_FRAMES:  # kernel addresses are few, but bound the cache anyway
             self._ksyms.clear()
-        self._records = [samples.profile(PRODUCER, self.host, ts_ms, interval_ms, self.hz, pid, name,
+        self._records = [samples.profile(PRODUCER, self.host, ts_ms, interval_ms, self.hz, pid,
+                                         process_name(pid) or threads[(pid, cgroup_id)].most_common(1)[0][0],
                                          self.cgroups.path(cgroup_id), fold(stacks, self.max_stacks))
-                         for (pid, name, cgroup_id), stacks in sorted(by_process.items())]
+                         for (pid, cgroup_id), stacks in sorted(by_process.items())]
         return []
 
     def profiles(self) -> list[dict]:

@@ -250,7 +250,8 @@ def _memory_cgroup() -> Path | None:
 def test_profile_samples_a_busy_process_at_its_cpu_time_with_its_kernel_and_user_frames():
     """dd copying /dev/zero to /dev/null is on a CPU all the time, mostly reading zeros in the kernel: its samples
     are its CPU time (from /proc) times the sampling rate, most of its stacks pass through vfs_read, and its user
-    frames resolve to functions while it lives."""
+    frames resolve to functions while it lives. A process whose busy threads have names of their own is one
+    record, under the process's name."""
     from collectors.profile import ProfileCollector
 
     hz = 99
@@ -259,35 +260,48 @@ def test_profile_samples_a_busy_process_at_its_cpu_time_with_its_kernel_and_user
         fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
+    spin = ("import ctypes, threading, time\n"
+            "def spin(name):\n"
+            "    ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME: this thread's name\n"
+            "    t = time.time()\n"
+            "    while time.time() - t < 10: pass\n"
+            "threads = [threading.Thread(target=spin, args=(n,)) for n in ('augur-spin-a', 'augur-spin-b')]\n"
+            "[t.start() for t in threads]\n"
+            "[t.join() for t in threads]\n")
     c = ProfileCollector(Config({"collect.profile-hz": hz}), HOST)
-    dd = None
+    dd = spinner = None
     try:
         c.collect(0, 1)
         c.profiles()
         dd = subprocess.Popen(["dd", "if=/dev/zero", "of=/dev/null", "bs=64k"], stderr=subprocess.DEVNULL)
+        spinner = subprocess.Popen([sys.executable, "-c", spin])
         time.sleep(2.0)
         before = cpu_seconds(dd.pid)
+        spinner_name = Path(f"/proc/{spinner.pid}/comm").read_text().strip()
         c.collect(1, 2000)  # dd still runs: its mappings resolve its user frames
         after = cpu_seconds(dd.pid)
         records = c.profiles()
         for r in records:
             codec.validate(topics.PROFILES.name, r)
+        seen = [(r["pid"], r["comm"], r["samples"]) for r in records]
+        assert [r["comm"] for r in records if r["pid"] == spinner.pid] == [spinner_name], (spinner.pid, seen)
         mine = [r for r in records if r["pid"] == dd.pid]
-        assert [r["comm"] for r in mine] == ["dd"]
+        assert [r["comm"] for r in mine] == ["dd"], (dd.pid, seen)
         r = mine[0]
         assert r["samples"] == sum(st["count"] for st in r["stacks"])
         assert 0.85 * hz * before - 3 <= r["samples"] <= 1.15 * hz * after + 3, (r["samples"], before, after)
         in_read = sum(st["count"] for st in r["stacks"] if "vfs_read_[k]" in st["frames"])
-        assert in_read >= 0.4 * r["samples"]
+        assert in_read >= 0.4 * r["samples"], r["stacks"][:5]
         for st in r["stacks"]:  # kernel frames follow the user frames: root first, leaf last
             kernel = [f.endswith("_[k]") for f in st["frames"]]
             assert kernel == sorted(kernel)
         user_functions = {f for st in r["stacks"] for f in st["frames"] if not f.endswith("_[k]") and f[0] != "["}
         assert user_functions, r["stacks"]
     finally:
-        if dd is not None:
-            dd.kill()
-            dd.wait()
+        for proc in (dd, spinner):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
         c.close()
 
 
