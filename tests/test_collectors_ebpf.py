@@ -510,16 +510,9 @@ def test_http_over_ipv6_with_a_bare_request_named_by_the_listening_command():
         srv.shutdown()
 
 
-def test_http_sampling_beyond_the_exact_rate_counts_each_sampled_request_for_those_it_stands_for():
-    """With no exact budget and one request in 4 timed, each timed request is counted 4 times: the estimated counts
-    per route and status stay near the truth, the latency is that of the sampled requests, and every request is
-    either timed or reported as untimed."""
-    import http.client
+def empty_answers_server():
+    """A keep-alive HTTP/1.1 server answering GET with an empty body: 503 on /fail, after 5 ms on /slow, else 200."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from collectors.http import HttpCollector
-
-    every = 4
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -536,17 +529,55 @@ def test_http_sampling_beyond_the_exact_rate_counts_each_sampled_request_for_tho
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def get_on_one_connection(srv, requests: dict[str, int]) -> None:
+    """GET each path the given number of times, in order, on one keep-alive connection."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1])
+    for path, n in requests.items():
+        for _ in range(n):
+            conn.request("GET", path)
+            conn.getresponse().read()
+    conn.close()
+
+
+def test_http_requests_a_full_key_map_has_no_room_for_are_counted_as_unaggregated():
+    """With room for one key, the first route's requests are aggregated, and each request of a second route is
+    counted as unaggregated: none is lost silently."""
+    from collectors.http import HttpCollector
+
+    srv = empty_answers_server()
+    c = HttpCollector(Config({"collect.max-keys": 1}), HOST)
+    try:
+        c.collect(0, 1)
+        c.health()
+        get_on_one_connection(srv, {"/first": 30, "/second": 20})
+        time.sleep(0.1)
+        out = valid(c.collect(1, 1000))
+        assert total(out, "http.server.requests", **{"http.route": "/first"}) == 30
+        assert total(out, "http.server.requests", **{"http.route": "/second"}) == 0
+        assert c.health()["unaggregated"] == 20
+    finally:
+        c.close()
+        srv.shutdown()
+
+
+def test_http_sampling_beyond_the_exact_rate_counts_each_sampled_request_for_those_it_stands_for():
+    """With no exact budget and one request in 4 timed, each timed request is counted 4 times: the estimated counts
+    per route and status stay near the truth, the latency is that of the sampled requests, and every request is
+    either timed or reported as untimed."""
+    from collectors.http import HttpCollector
+
+    every = 4
+    srv = empty_answers_server()
     c = HttpCollector(Config({"collect.http-exact-rate": 0, "collect.http-sample-every": every}), HOST)
     try:
         c.collect(0, 1)
         c.health()
         mix = {"/ok": 1200, "/fail": 400, "/slow": 150}
-        conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1])
-        for path, n in mix.items():
-            for _ in range(n):
-                conn.request("GET", path)
-                conn.getresponse().read()
-        conn.close()
+        get_on_one_connection(srv, mix)
         time.sleep(0.1)
         out = valid(c.collect(1, 1000))
         mine = [s for s in out if s["attrs"].get("http.route") in mix]
