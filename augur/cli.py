@@ -210,7 +210,8 @@ def cmd_collect(args) -> int:
     if args.stdout:
         return _run_collectors(cfg, args, StdoutOutput)
     return _run_collectors(cfg, args, lambda topic: BufferedKafkaOutput(topic, cfg["kafka.bootstrap-servers"],
-                                                                        cfg["collect.buffer-records"]))
+                                                                        cfg["collect.buffer-records"],
+                                                                        max_bytes=cfg["collect.buffer-bytes"]))
 
 
 def cmd_record(args) -> int:

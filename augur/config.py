@@ -142,6 +142,9 @@ OPTIONS: dict[str, Option] = {
     "collect.events-per-second": Option(_positive_int, 200, "rate limit of one-by-one events (exec, exit, ...)"),
     "collect.buffer-records": Option(_positive_int, 100_000, "records buffered while Kafka is unreachable; "
                                      "beyond it the oldest are dropped and counted"),
+    "collect.buffer-bytes": Option(_positive_int, 64 << 20, "bytes of encoded records buffered per topic while Kafka "
+                                   "is unreachable (a bound for profiles, which are large); beyond it the oldest "
+                                   "are dropped and counted"),
     "collect.prometheus-port": Option(_non_negative_int, 9464, "collector self-metrics endpoint (0 disables)"),
     "host.window": Option(_positive_int, 60, "host forest: each signal's deviation is taken against its last this "
                           "many windows (median and MAD)"),

@@ -125,13 +125,16 @@ def read_jsonl(path: str | Path):
 
 class BufferedKafkaOutput(Output):
     """Never blocks the caller: records wait in a bounded queue that a sender thread drains into Kafka. While
-    Kafka is unreachable the queue fills; then the oldest records are dropped and counted in ``dropped``."""
+    Kafka is unreachable the queue fills; beyond ``capacity`` records or ``max_bytes`` encoded bytes the oldest
+    records are dropped and counted in ``dropped`` (a profile record can weigh a thousand samples)."""
 
-    def __init__(self, topic: topics.Topic, bootstrap: str, capacity: int, client_id: str = "augur-collector"):
+    def __init__(self, topic: topics.Topic, bootstrap: str, capacity: int, client_id: str = "augur-collector",
+                 max_bytes: int = 64 << 20):
         super().__init__(topic)
         import collections
         import threading
-        self.capacity = capacity
+        self.capacity, self.max_bytes = capacity, max_bytes
+        self._bytes = 0  # of the values queued
         self._queue: collections.deque = collections.deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -146,16 +149,21 @@ class BufferedKafkaOutput(Output):
         value = codec.encode(self.topic.name, record)
         key = codec.key_for(self.topic.name, record)
         with self._lock:
-            if len(self._queue) >= self.capacity:
-                self._queue.popleft()
+            while self._queue and (len(self._queue) >= self.capacity or self._bytes + len(value) > self.max_bytes):
+                self._bytes -= len(self._queue.popleft()[1])
                 self.dropped += 1
             self._queue.append((key, value))
+            self._bytes += len(value)
         self.sent += 1
         self._wake.set()
 
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
 
     def _producer(self):
         return kafka_producer(self._bootstrap, self._client_id, linger_ms=50, max_block_ms=5_000,
@@ -168,8 +176,12 @@ class BufferedKafkaOutput(Output):
             self._wake.clear()
             if not self._queue:
                 continue
-            with self._lock:
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), 5000))]
+            with self._lock:  # a batch of at most 5000 records and a quarter of the byte bound (one at least)
+                batch, size = [], 0
+                while self._queue and len(batch) < 5000 and (not batch or size < self.max_bytes // 4):
+                    batch.append(self._queue.popleft())
+                    size += len(batch[-1][1])
+                self._bytes -= size
             try:
                 if producer is None:
                     producer = self._producer()
@@ -183,12 +195,13 @@ class BufferedKafkaOutput(Output):
             self.delivered += len(batch) - len(unsent)
             if not unsent:
                 continue
-            with self._lock:  # put them back in front, within the bound; the oldest go first
+            with self._lock:  # put them back in front, within the bounds; the oldest go first
                 for item in reversed(unsent):
-                    if len(self._queue) >= self.capacity:
+                    if len(self._queue) >= self.capacity or self._bytes + len(item[1]) > self.max_bytes:
                         self.dropped += 1
                     else:
                         self._queue.appendleft(item)
+                        self._bytes += len(item[1])
             if self._closed:
                 break
             if producer is not None:

@@ -43,6 +43,21 @@ def test_dead_broker_never_blocks_and_drops_the_oldest_counted():
     assert out.dropped == 25                    # nothing was delivered, and every loss is counted
 
 
+def test_dead_broker_buffer_is_bounded_in_bytes_too():
+    from schemas import codec
+    recs = synthetic(40)
+    sizes = [len(codec.encode(topics.TELEMETRY.name, r)) for r in recs]
+    bound = sum(sizes[:10])
+    out = BufferedKafkaOutput(topics.TELEMETRY, f"127.0.0.1:{free_port()}", capacity=1000, max_bytes=bound)
+    for s in recs:
+        out.write(s)
+    time.sleep(0.5)
+    assert 0 < out.queued_bytes <= bound        # and a batch of a quarter of it, at most, in flight
+    assert out.dropped + out.queued >= 40 - 5   # what is neither queued nor in flight was dropped and counted
+    out.close(timeout_s=1.0)
+    assert out.dropped == 40
+
+
 @pytest.mark.kafka
 def test_live_broker_receives_everything(bootstrap):
     recs = synthetic(300)
