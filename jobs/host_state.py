@@ -22,7 +22,6 @@ series-id order when the window closes, so the Flink job, the reference run and 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ import numpy as np
 
 from augur.config import Config
 from jobs.steps import JOB_PRODUCER
+from models.artifacts import digest_tag
 from models.registry import HostForest, ModelRegistry
 from schemas import series
 from udfs import host_residuals, iforest, robust_zscore
@@ -123,7 +123,7 @@ class HostScorer:
         self.registry = registry
         self.size = host_residuals.state_size(len(SIGNALS), params.window)
         layout = f"host-residuals/{HOST_STATE_VERSION}/{','.join(SIGNALS)}/{params.window}/{robust_zscore.HEADER}"
-        self.tag = float(int.from_bytes(hashlib.sha256(layout.encode()).digest()[:6], "big") + 1)  # exact in a float
+        self.tag = digest_tag(layout.encode())
 
     @classmethod
     def from_config(cls, cfg: Config) -> "HostScorer":

@@ -7,6 +7,7 @@ checks the kind, so a file from elsewhere cannot run code or be mistaken for ano
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,12 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = "augur.model.v1"
+
+
+def digest_tag(data: bytes) -> float:
+    """A positive number naming ``data``, to keep in a float64 state array: 48 bits of its sha256, plus one (so
+    never 0), exact in a float."""
+    return float(int.from_bytes(hashlib.sha256(data).digest()[:6], "big") + 1)
 
 
 class ArtifactError(ValueError):

@@ -8,13 +8,13 @@ any time with :meth:`adopt`; without them those two detectors abstain.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
 
+from models.artifacts import digest_tag
 from udfs import ensemble as ens
 from udfs.ensemble_params import DETECTORS, EnsembleParams
 
@@ -46,8 +46,7 @@ class Models:
         """A number naming these models, kept in the state to notice when a series' models change."""
         if not self.season.shape[0] and not self.lstm.shape[0]:
             return 0.0
-        digest = hashlib.sha256(self.season.tobytes() + b"|" + self.lstm.tobytes()).digest()
-        return float(int.from_bytes(digest[:6], "big") + 1)
+        return digest_tag(self.season.tobytes() + b"|" + self.lstm.tobytes())
 
 
 class EnsembleScorer:
