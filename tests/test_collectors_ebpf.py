@@ -274,17 +274,12 @@ def test_profile_samples_a_busy_process_at_its_cpu_time_with_its_kernel_and_user
         c.collect(0, 1)
         c.profiles()
         dd = subprocess.Popen(["dd", "if=/dev/zero", "of=/dev/null", "bs=64k"], stderr=subprocess.DEVNULL)
-        spinner = subprocess.Popen([sys.executable, "-c", spin])
-        time.sleep(2.0)
+        time.sleep(2.0)  # alone, so that dd is on a CPU all the time and its samples are not a lottery among tasks
         before = cpu_seconds(dd.pid)
-        spinner_name = Path(f"/proc/{spinner.pid}/comm").read_text().strip()
         c.collect(1, 2000)  # dd still runs: its mappings resolve its user frames
         after = cpu_seconds(dd.pid)
         records = c.profiles()
-        for r in records:
-            codec.validate(topics.PROFILES.name, r)
         seen = [(r["pid"], r["comm"], r["samples"]) for r in records]
-        assert [r["comm"] for r in records if r["pid"] == spinner.pid] == [spinner_name], (spinner.pid, seen)
         mine = [r for r in records if r["pid"] == dd.pid]
         assert [r["comm"] for r in mine] == ["dd"], (dd.pid, seen)
         r = mine[0]
@@ -297,6 +292,17 @@ def test_profile_samples_a_busy_process_at_its_cpu_time_with_its_kernel_and_user
             assert kernel == sorted(kernel)
         user_functions = {f for st in r["stacks"] for f in st["frames"] if not f.endswith("_[k]") and f[0] != "["}
         assert user_functions, r["stacks"]
+        dd.kill()
+        spinner = subprocess.Popen([sys.executable, "-c", spin])
+        time.sleep(1.5)
+        spinner_name = Path(f"/proc/{spinner.pid}/comm").read_text().strip()
+        c.collect(2, 1500)
+        later = c.profiles()
+        records += later
+        seen = [(r["pid"], r["comm"], r["samples"]) for r in later]
+        assert [r["comm"] for r in later if r["pid"] == spinner.pid] == [spinner_name], (spinner.pid, seen)
+        for r in records:
+            codec.validate(topics.PROFILES.name, r)
     finally:
         for proc in (dd, spinner):
             if proc is not None:
