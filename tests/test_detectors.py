@@ -89,6 +89,25 @@ def test_lstm_kernel_equals_torch_forward():
     assert np.mean(np.abs(pred[600:-1] - y[601:])) < np.mean(np.abs(y[600:-1] - y[601:]))
 
 
+def test_calibration_bins_by_counting_edges_are_the_log_spaced_bins():
+    """A score's bin comes from counting the bin edges at or below it (no log per score): the same bin as the log
+    formula's, but for scores within rounding of an edge."""
+    from numba import njit
+    bin_at = njit(calibration.bin_at.py_func)
+    rng = np.random.default_rng(3)
+    n_bins, lo, hi = 96, 1e-3, 1e4
+    e = calibration.edges(n_bins, lo, hi)
+    raws = np.concatenate([np.exp(rng.uniform(np.log(lo) - 1, np.log(hi) + 1, 100_000)), [lo, hi, 0.0, np.inf]])
+    got = np.array([bin_at(r, n_bins, lo, hi, e, 0) for r in raws])
+    inside = (raws > lo) & (raws < hi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(inside, (np.log(raws) - np.log(lo)) / (np.log(hi) - np.log(lo)) * (n_bins - 2), 0.5)
+    expected = np.where(raws <= lo, 0, np.where(raws >= hi, n_bins - 1, 1 + np.floor(frac).astype(int)))
+    near_edge = np.abs(frac - np.round(frac)) < 1e-9
+    assert np.array_equal(got[~near_edge], expected[~near_edge]) and near_edge.sum() < 5
+    assert np.all(np.abs(got - expected) <= 1)
+
+
 def test_calibration_is_the_rank_among_past_scores():
     rng = np.random.default_rng(8)
     raws = rng.exponential(1.0, size=5000)
@@ -187,8 +206,8 @@ def test_each_detector_steps_the_same_on_its_own_state_and_at_an_offset_inside_a
                     lambda b, o, x: context_novelty.step_at(b, o, x, 4, 2, 0.99, 24)),
         "calibration": (calibration.init_state(32),
                         lambda s, x: calibration.step(s, abs(x - 50.0), 1e-3, 1e3, 50, 300.0, 2.0),
-                        lambda b, o, x: calibration.step_at(b, o, 32, abs(x - 50.0), 1e-3, 1e3, np.log(1e-3),
-                                                            np.log(1e3), 50, 300.0, 2.0)),
+                        lambda b, o, x: calibration.step_at(b, o, 32, abs(x - 50.0), 1e-3, 1e3,
+                                                            calibration.edges(32, 1e-3, 1e3), 0, 50, 300.0, 2.0)),
     }
     for name, (init, own, at) in cases.items():
         alone = init.copy()

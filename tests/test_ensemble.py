@@ -185,8 +185,13 @@ def test_a_state_of_layout_1_is_carried_over_and_scores_on_exactly_as_it_would_h
     ones: a series' state after 2,000 points, what that code gave for the next 1,000 (an incident and a gap among
     them) and its state after them. A savepoint of the stream holds such states."""
     from pathlib import Path
+    from udfs import calibration
+    from udfs.ensemble_params import N_PARAMS, P_BINS, P_CAL_HI, P_CAL_LO
     f = np.load(Path(__file__).parent / "data" / "ensemble_layout1.npz", allow_pickle=False)
-    p = f["params"]
+    p = f["params"]   # packed by that code, before the calibrators' bin edges joined the array
+    with pytest.raises(ValueError, match="bin edges"):
+        ens.init_state(p)
+    p = np.concatenate([p[:N_PARAMS], calibration.edges(int(p[P_BINS]), p[P_CAL_LO], p[P_CAL_HI])])
     state = ens.restore(f["state"], p)
     assert state is not None and state.shape[0] == f["state"].shape[0] + 1
     assert state[ens.S_LAYOUT] == ens.init_state(p)[ens.S_LAYOUT]

@@ -1,7 +1,8 @@
 """Online calibration of a detector's raw score to [0, 1]: the score's rank among its own history.
 
 A raw score (>= 0, higher = more anomalous, e.g. |z|) is placed in one of ``n_bins`` log-spaced bins between
-``lo`` and ``hi`` (below ``lo`` -> bin 0, above ``hi`` -> last bin). The state ``[total, max_seen, cum_0 ..]``
+``lo`` and ``hi`` (below ``lo`` -> bin 0, above ``hi`` -> last bin), by counting the bin edges at or below it
+(:func:`edges`, taken once per parameter set), which costs less than a log per score. The state ``[total, max_seen, cum_0 ..]``
 keeps the bins' cumulative counts (``cum_k``: past scores in bins 0 .. k). The calibrated score is the fraction of
 past scores below it (half of its own bin's), so "0.999" means "higher than 99.9% of this detector's scores on this
 series", comparable across series and detectors. Ranking reads two counts; learning adds 1 to the counts from the
@@ -30,33 +31,50 @@ def init_state(n_bins: int) -> np.ndarray:
     return state
 
 
+@njit(cache=True)
+def edges(n_bins: int, lo: float, hi: float) -> np.ndarray:
+    """The ``n_bins - 3`` edges between the bins 1 .. ``n_bins - 2``, log-spaced from ``lo`` to ``hi`` (bin 0 holds
+    what is at or below ``lo``, the last bin what is at or above ``hi``). Taken once per parameter set: the ensemble
+    keeps them in its parameter array."""
+    out = np.empty(max(n_bins - 3, 0))
+    log_lo, log_hi = np.log(lo), np.log(hi)
+    for j in range(out.shape[0]):
+        out[j] = np.exp(log_lo + (j + 1) / (n_bins - 2) * (log_hi - log_lo))
+    return out
+
+
 @njit(cache=True, inline="always")
-def bin_of_logs(raw: float, n_bins: int, lo: float, hi: float, log_lo: float, log_hi: float) -> int:
-    """The bin of ``raw`` between the edges ``lo`` and ``hi``, given their logs (the ensemble takes them once per
-    point for its six calibrators)."""
+def bin_at(raw: float, n_bins: int, lo: float, hi: float, edges_buf: np.ndarray, first_edge: int) -> int:
+    """The bin of ``raw``: 1 + the edges at or below it (``edges_buf[first_edge:]``, see :func:`edges`), counted in
+    a loop without a branch (SIMD code), where a log per score cost more than the rest of the calibrator."""
     if raw <= lo:
         return 0
     if raw >= hi:
         return n_bins - 1
-    return 1 + int((np.log(raw) - log_lo) / (log_hi - log_lo) * (n_bins - 2))
+    below = np.uint64(0)
+    first = np.uint64(first_edge)
+    for k in range(np.uint64(n_bins - 3)):
+        below += np.uint64(edges_buf[first + k] <= raw)
+    return 1 + int(below)
 
 
 @njit(cache=True)
 def step(state: np.ndarray, raw: float, lo: float, hi: float, min_total: int, max_total: float,
          tail_index: float) -> float:
-    return step_at(state, 0, state.shape[0] - HEADER, raw, lo, hi, np.log(lo), np.log(hi), min_total, max_total,
-                   tail_index)
+    n_bins = state.shape[0] - HEADER
+    return step_at(state, 0, n_bins, raw, lo, hi, edges(n_bins, lo, hi), 0, min_total, max_total, tail_index)
 
 
 @njit(cache=True, inline="always")
-def step_at(buf: np.ndarray, base: int, n_bins: int, raw: float, lo: float, hi: float, log_lo: float,
-            log_hi: float, min_total: int, max_total: float, tail_index: float) -> float:
-    """:func:`step` on the state of ``n_bins`` bins at ``buf[base:]``, with the logs of ``lo`` and ``hi`` given
-    (the ensemble keeps its six calibrators in its one state array; see :mod:`udfs.ensemble`)."""
+def step_at(buf: np.ndarray, base: int, n_bins: int, raw: float, lo: float, hi: float, edges_buf: np.ndarray,
+            first_edge: int, min_total: int, max_total: float, tail_index: float) -> float:
+    """:func:`step` on the state of ``n_bins`` bins at ``buf[base:]``, with the bins' edges at
+    ``edges_buf[first_edge:]`` (the ensemble keeps its six calibrators in its one state array and the edges in its
+    parameter array; see :mod:`udfs.ensemble`)."""
     if np.isnan(raw):
         return np.nan
     cum = base + HEADER
-    b = bin_of_logs(raw, n_bins, lo, hi, log_lo, log_hi)
+    b = bin_at(raw, n_bins, lo, hi, edges_buf, first_edge)
     total = buf[base + TOTAL]
     max_seen = buf[base + MAX_SEEN]
     p = np.nan

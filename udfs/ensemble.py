@@ -51,7 +51,7 @@ from udfs import calibration, context_novelty, ewma_cusum, lstm, robust_zscore, 
 
 from udfs.ensemble_params import (CONTEXT, CUSUM, EWMA, LSTM, N_DET, P_ABS_FLOOR, P_ADAPT_ALPHA, P_ALPHA, P_BINS,
                                   P_CAL_HI, P_CAL_LO, P_CAL_MAX, P_CAL_MIN, P_CLIP, P_COMBINER, P_CTX_BINS,
-                                  P_CTX_DECAY, P_CTX_LENGTH, P_DRIFT, P_ENTER, P_EXIT, P_EXIT_AFTER, P_HIDDEN,
+                                  P_CTX_DECAY, P_CTX_LENGTH, P_DRIFT, P_EDGES, P_ENTER, P_EXIT, P_EXIT_AFTER, P_HIDDEN,
                                   P_INPUT_CLIP, P_LIMIT, P_MIN_DETECTORS, P_MIN_HISTORY, P_OUTLIER_Z, P_REL_FLOOR,
                                   P_TAIL_INDEX, P_VOTE_P, P_WEIGHTS, P_WINDOW, P_Z_UNIT, ROBUST, SEASONAL)
 
@@ -70,6 +70,8 @@ VERDICT_WARMUP, VERDICT_NORMAL, VERDICT_ANOMALY = -1, 0, 1
 def layout(params: np.ndarray) -> np.ndarray:
     """Offsets of the sub-states: robust, ewma/cusum, seasonal, lstm, context, the calibrators, and the total
     size (twice: the end of the last calibrator)."""
+    if params.shape[0] < P_EDGES + max(int(params[P_BINS]) - 3, 0):
+        raise ValueError("the parameter array lacks the calibrators' bin edges: make it with EnsembleParams.to_array")
     off = np.empty(7 + N_DET, dtype=np.int64)
     pos = S_HEADER
     off[0] = pos
@@ -231,10 +233,9 @@ def _step(off: np.ndarray, state: np.ndarray, params: np.ndarray, season: np.nda
         raw[CONTEXT] = context_novelty.step_at(state, off[4], x, int(params[P_CTX_BINS]),
                                                int(params[P_CTX_LENGTH]), params[P_CTX_DECAY], min_history)
     cal_lo, cal_hi = params[P_CAL_LO], params[P_CAL_HI]
-    log_lo, log_hi = np.log(cal_lo), np.log(cal_hi)
     n_bins = int(params[P_BINS])
     for d in range(N_DET):
-        p = calibration.step_at(state, off[5 + d], n_bins, raw[d], cal_lo, cal_hi, log_lo, log_hi,
+        p = calibration.step_at(state, off[5 + d], n_bins, raw[d], cal_lo, cal_hi, params, P_EDGES,
                                 int(params[P_CAL_MIN]), params[P_CAL_MAX], params[P_TAIL_INDEX])
         if np.isnan(p) or d == CONTEXT:  # abstaining or warming up; or a surprise, which has no z to be material
             probs[d] = p

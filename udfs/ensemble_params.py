@@ -72,12 +72,15 @@ class EnsembleParams:
 
     def to_array(self) -> np.ndarray:
         """The float64 array the kernel reads: the fields in declaration order (the combiner as its index in
-        :data:`COMBINERS`), the detector weights last. The ``P_*`` indexes below are derived from the same order."""
-        a = np.zeros(N_PARAMS)
+        :data:`COMBINERS`), the detector weights, then the calibrators' bin edges. The ``P_*`` indexes below are
+        derived from the same order."""
+        from udfs.calibration import edges
+        a = np.zeros(N_PARAMS + max(self.bins - 3, 0))
         for i, name in enumerate(PACKED):
             value = getattr(self, name)
             a[i] = COMBINERS.index(value) if name == "combiner" else value
         a[P_WEIGHTS:P_WEIGHTS + N_DET] = self.weights
+        a[P_EDGES:] = edges(self.bins, self.cal_lo, self.cal_hi)  # the calibrators' bin edges, taken once here
         return a
 
     @classmethod
@@ -110,6 +113,7 @@ P_ENTER, P_EXIT, P_EXIT_AFTER = _slot("enter"), _slot("exit"), _slot("exit_after
 P_CTX_BINS, P_CTX_LENGTH, P_CTX_DECAY = _slot("context_bins"), _slot("context_length"), _slot("context_decay")
 P_WEIGHTS = len(PACKED)
 N_PARAMS = P_WEIGHTS + N_DET
+P_EDGES = N_PARAMS  # then the calibrators' bin edges (bins - 3 of them)
 
 
 def option_key(name: str) -> str:
