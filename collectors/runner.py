@@ -90,8 +90,10 @@ class Runner:
             for s in out:
                 self.telemetry.write(s)
             self.metrics.add("samples", len(out), collector=c.name)
-            for p in c.profiles():
+            records = c.profiles()
+            for p in records:
                 self.profiles.write(p)
+            self.metrics.add("profiles", len(records), collector=c.name)
             for name, count in c.health().items():
                 self.metrics.add(name, count, collector=c.name)
         for output in self.outputs():
