@@ -134,10 +134,12 @@ OPTIONS: dict[str, Option] = {
     "collect.http-sample-every": Option(_positive_int, 16, "beyond collect.http-exact-rate, one HTTP request in this "
                                         "many, at random, is timed and counted this many times (1: every request, "
                                         "always)"),
-    "collect.profile-hz": Option(_int_between(1, 1000), 49, "profile signal: on-CPU stacks sampled this many times a second "
-                                 "on every CPU (49, not 50, so the samples do not beat with timers of round rates)"),
-    "collect.profile-max-stacks": Option(_int_between(1, 999), 100, "profile signal: stacks kept per process and interval, "
-                                         "most frequent first; the rest are counted as one '[other stacks]'"),
+    "collect.profile-hz": Option(_int_between(1, 1000), 49, "profile signal: on-CPU stacks sampled this many "
+                                 "times a second on every CPU (49, not 50, so the samples do not beat with timers "
+                                 "of round rates)"),
+    "collect.profile-max-stacks": Option(_int_between(1, 999), 100, "profile signal: stacks kept per process and "
+                                         "interval, most frequent first; the rest are counted as one "
+                                         "'[other stacks]'"),
     "collect.top-processes": Option(_positive_int, 20, "processes reported by name per interval; the rest as 'other'"),
     "collect.events-per-second": Option(_positive_int, 200, "rate limit of one-by-one events (exec, exit, ...)"),
     "collect.buffer-records": Option(_positive_int, 100_000, "records buffered while Kafka is unreachable; "

@@ -1,18 +1,19 @@
 """Online calibration of a detector's raw score to [0, 1]: the score's rank among its own history.
 
-A raw score (>= 0, higher = more anomalous, e.g. |z|) is placed in one of ``n_bins`` log-spaced bins between
-``lo`` and ``hi`` (below ``lo`` -> bin 0, above ``hi`` -> last bin), by counting the bin edges at or below it
-(:func:`edges`, taken once per parameter set), which costs less than a log per score. The state ``[total, max_seen, cum_0 ..]``
-keeps the bins' cumulative counts (``cum_k``: past scores in bins 0 .. k). The calibrated score is the fraction of
-past scores below it (half of its own bin's), so "0.999" means "higher than 99.9% of this detector's scores on this
-series", comparable across series and detectors. Ranking reads two counts; learning adds 1 to the counts from the
-score's bin on, a loop of fixed length with no branch that compiles to SIMD adds (it replaced a Fenwick tree, whose
-walks of data-dependent length cost more: ensemble layout 1 held one, see :func:`cumulative_from_fenwick`).
-A score above everything seen so far extrapolates the tail as a Pareto tail of index ``tail_index``:
-``1 - 0.5 / (total + 1) * (max_seen / raw) ** tail_index``, so a score three times the largest one seen is far
-more certain than one just above it, and a short history can still give a confident verdict for a gross outlier. Counts are halved when ``total`` reaches
-``max_total`` so the calibration follows a slowly changing series. With fewer than ``min_total`` past scores the
-result is NaN (warm-up). The score is ranked before it is learned.
+A raw score (>= 0, higher = more anomalous, e.g. |z|) is placed in one of ``n_bins`` log-spaced bins between ``lo``
+and ``hi`` (below ``lo`` -> bin 0, above ``hi`` -> last bin), by counting the bin edges at or below it
+(:func:`edges`, taken once per parameter set), which costs less than a log per score. The state ``[total, max_seen,
+cum_0 ..]`` keeps the bins' cumulative counts (``cum_k``: past scores in bins 0 .. k). The calibrated score is the
+fraction of past scores below it (half of its own bin's), so "0.999" means "higher than 99.9% of this detector's
+scores on this series", comparable across series and detectors. Ranking reads two counts; learning adds 1 to the
+counts from the score's bin on, a loop of fixed length with no branch that compiles to SIMD adds (it replaced a
+Fenwick tree, whose walks of data-dependent length cost more: ensemble layout 1 held one, see
+:func:`cumulative_from_fenwick`). A score above everything seen so far extrapolates the tail as a Pareto tail of
+index ``tail_index``: ``1 - 0.5 / (total + 1) * (max_seen / raw) ** tail_index``, so a score three times the largest
+one seen is far more certain than one just above it, and a short history can still give a confident verdict for a
+gross outlier. Counts are halved when ``total`` reaches ``max_total`` so the calibration follows a slowly changing
+series. With fewer than ``min_total`` past scores the result is NaN (warm-up). The score is ranked before it is
+learned.
 """
 
 from __future__ import annotations
