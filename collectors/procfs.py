@@ -54,6 +54,17 @@ def parse_file_nr(text: str) -> tuple[int, int]:
     return allocated - unused, maximum
 
 
+def pid_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command (its state first: field 3 of proc(5) is index 0), or None
+    once the process is gone. The command, in parentheses, may hold spaces and ')': it is split off at the last."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text.rsplit(b")", 1)[1].decode().split()
+
+
 def read_int(path: Path) -> int | None:
     try:
         return int(path.read_text().split()[0])

@@ -15,7 +15,7 @@ import os
 from collections import Counter, defaultdict
 
 from augur.config import Config
-from collectors import samples
+from collectors import procfs, samples
 from collectors.base import Collector
 from collectors.bpf_loader import BpfProgram, comm
 from collectors.enrich import CgroupNames
@@ -67,25 +67,18 @@ class UserSymbols:
         self._names: dict[tuple[int, int], dict[int, str]] = {}  # the frames each cache resolved
         self._interval: dict[int, tuple[int, int] | None] = {}  # pid -> its cache's key this interval (None: exited)
 
-    @staticmethod
-    def _start_time(pid: int) -> int | None:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            return None
-        return int(stat.rsplit(b")", 1)[1].split()[19])  # field 22, after the command in parentheses
-
     def _key(self, pid: int) -> tuple[int, int] | None:
         if pid not in self._interval:
-            start = self._start_time(pid)
-            key = None if start is None else (pid, start)
+            stat = procfs.pid_stat(pid)
+            key = None if stat is None else (pid, int(stat[19]))  # field 22: the process's start time
             if key is not None and key not in self._caches:
                 self._caches[key], self._names[key] = self.bcc.SymbolCache(pid), {}
             self._interval[pid] = key
         return self._interval[pid]
 
     def frames(self, pid: int, addrs) -> list[str]:
+        if not addrs:  # no user stack (a kernel thread, or a sample without one): no symbols to load
+            return []
         key = self._key(pid)
         if key is None:  # exited: its mappings are gone
             return [UNKNOWN] * len(addrs)

@@ -153,6 +153,9 @@ def test_procfs_parsers():
     assert set(cg) == {"v2", "memory"}
     assert procfs.parse_loadavg("0.52 0.40 0.35 2/311 4242\n") == (0.52, 311)
     assert procfs.parse_file_nr("2080\t0\t9223372036854775807\n") == (2080, 9223372036854775807)
+    mine = procfs.pid_stat(os.getpid())
+    assert mine[0] == "R" and int(mine[1]) == os.getppid()   # this process runs; field 4 is its parent
+    assert procfs.pid_stat(2 ** 22 + 1) is None                # beyond pid_max: no such process
 
 
 def test_host_resources_with_a_ceiling_carry_their_capacity():

@@ -252,13 +252,10 @@ def test_profile_samples_a_busy_process_at_its_cpu_time_with_its_kernel_and_user
     are its CPU time (from /proc) times the sampling rate, most of its stacks pass through vfs_read, and its user
     frames resolve to functions while it lives. A process whose busy threads have names of their own is one
     record, under the process's name."""
+    from augur.bench.overhead import proc_cpu_seconds as cpu_seconds
     from collectors.profile import ProfileCollector
 
     hz = 99
-
-    def cpu_seconds(pid: int) -> float:
-        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
     spin = ("import ctypes, threading, time\n"
             "def spin(name):\n"

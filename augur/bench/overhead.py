@@ -63,7 +63,9 @@ def parse_wrk(text: str) -> dict[str, float]:
 
 
 def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """The process's CPU time so far, user and system (fields 14 and 15 of /proc/PID/stat)."""
+    from collectors.procfs import pid_stat
+    fields = pid_stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
