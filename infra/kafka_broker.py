@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from augur import paths
+from collectors.procfs import pid_stat
 from infra import maven
 
 LOG4J_CONFIG = Path(__file__).resolve().parent / "log4j2-kafka.properties"
@@ -62,10 +63,8 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # the state follows the command name in parentheses, which may itself hold spaces
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    fields = pid_stat(pid)   # the process state: "Z" for a zombie
+    return bool(fields) and fields[0] != "Z"
 
 
 @dataclass

@@ -80,3 +80,25 @@ def test_clear_error_when_java_is_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-such-jdk"))
     with pytest.raises(BrokerError, match="Java was not found"):
         KafkaBroker(port=free_port(), controller_port=free_port(), state_dir=tmp_path).up()
+
+
+def test_a_zombie_counts_as_dead_and_a_running_process_as_alive():
+    """pid_alive reads the process state from /proc: an exited child not yet reaped still answers kill(pid, 0)."""
+    import time
+
+    from collectors.procfs import pid_stat
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while pid_stat(exited.pid)[0] != "Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        os.kill(exited.pid, 0)           # still there for the kernel ...
+        assert not pid_alive(exited.pid)  # ... but dead for us
+        assert pid_alive(running.pid)
+    finally:
+        running.kill()
+        running.wait()
+        exited.wait()
+    assert not pid_alive(exited.pid)
