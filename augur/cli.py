@@ -156,6 +156,7 @@ def cmd_synth(args) -> int:
 
 def _run_collectors(cfg: Config, args, output) -> int:
     """Run the signals of ``args`` into ``output(topic)``, one output per topic they write."""
+    from collectors.bpf_loader import release_compiler_memory
     from collectors.runner import Runner, open_collectors, parse_signals
     from collectors.selfmetrics import serve_prometheus
     from infra.ebpf import EbpfUnavailable
@@ -165,6 +166,7 @@ def _run_collectors(cfg: Config, args, output) -> int:
     except EbpfUnavailable as e:
         print(f"augur: eBPF collectors cannot run here: {e}", file=sys.stderr)
         return 1
+    release_compiler_memory()   # every program is compiled and loaded: the compiler's memory is not needed again
     telemetry_out, events_out = output(topics.TELEMETRY), output(topics.EVENTS)
     profiles_out = output(topics.PROFILES) if "profile" in names else None
     runner = Runner(collectors, telemetry_out, events_out, cfg, profiles=profiles_out)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from augur.paths import REPO_ROOT
+from collectors.procfs import resident_bytes
 from infra import ebpf
 
 BPF_DIR = REPO_ROOT / "bpf"
@@ -140,3 +141,37 @@ def hist_slots(h) -> tuple[list[int], int]:
         parts = [hist_slots(one) for one in h]
         return [sum(col) for col in zip(*(slots for slots, _ in parts))], sum(total for _, total in parts)
     return [int(x) for x in h.slots], int(h.sum)
+
+
+COMPILER_LIBRARIES = ("libLLVM", "libclang")   # what bcc compiles with, in the collector's own process
+MADV_PAGEOUT = 21                                # Linux >= 5.4
+
+
+def release_compiler_memory() -> dict[str, int]:
+    """Give back what compiling the programs took, once every program is loaded: bcc compiles in this process, and
+    the compiler's freed heap and the pages of its libraries it touched stayed resident (about 60 MB and 70 MB of
+    the collector's 215), though nothing runs them again. The heap goes back with glibc's ``malloc_trim``; the
+    library pages are paged out (``madvise(MADV_PAGEOUT)``): they are clean file pages, dropped rather than
+    written anywhere, and read back from the file if anything calls the compiler again. Returns the resident bytes
+    before and after (``/proc/self/status``); where libc or the kernel lacks a call, that part is skipped."""
+    before = resident_bytes()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    for start, end in compiler_mappings():
+        libc.madvise(start, end - start, MADV_PAGEOUT)   # EINVAL before Linux 5.4: the pages stay, nothing breaks
+    return {"rss_before": before, "rss_after": resident_bytes()}
+
+
+def compiler_mappings() -> list[tuple[int, int]]:
+    """The address ranges where this process maps the compiler's libraries (``/proc/self/maps``)."""
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 6 and any(lib in parts[5] for lib in COMPILER_LIBRARIES):
+                start, end = (int(x, 16) for x in parts[0].split("-"))
+                out.append((start, end))
+    return out
+

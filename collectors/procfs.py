@@ -65,6 +65,18 @@ def pid_stat(pid: int) -> list[str] | None:
     return text.rsplit(b")", 1)[1].decode().split()
 
 
+def resident_bytes(pid: int | str = "self") -> int | None:
+    """The process's resident memory (``VmRSS`` of ``/proc/PID/status``), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def read_int(path: Path) -> int | None:
     try:
         return int(path.read_text().split()[0])

@@ -238,6 +238,42 @@ def test_cpu_time_of_a_busy_process_and_runqueue_latency():
         c.close()
 
 
+def _compiler_resident_bytes() -> int:
+    """Resident bytes of this process's mappings of the compiler's libraries (Rss lines of /proc/self/smaps)."""
+    from collectors.bpf_loader import COMPILER_LIBRARIES
+    total, counting = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and not head[0].endswith(":"):         # a mapping's first line: range perms ... path
+                counting = len(head) >= 6 and any(lib in head[5] for lib in COMPILER_LIBRARIES)
+            elif counting and head[0] == "Rss:":
+                total += int(head[1]) * 1024
+    return total
+
+
+def test_the_compilers_memory_is_given_back_once_the_programs_are_loaded_and_they_still_work():
+    """bcc compiles in the collector's process; once every program is loaded, the compiler's pages are released,
+    and the collector goes on collecting."""
+    from collectors.bpf_loader import release_compiler_memory
+    from collectors.cpu import CpuCollector
+    c = CpuCollector(CFG, HOST)
+    try:
+        c.collect(0, 1)
+        before = _compiler_resident_bytes()
+        rss = release_compiler_memory()
+        after = _compiler_resident_bytes()
+        assert before > 20 * 2**20, before               # compiling touched tens of MB of the compiler's code
+        assert after < before / 4, (before, after)
+        assert rss["rss_after"] < rss["rss_before"] - (before - after) / 2, rss
+        subprocess.run([sys.executable, "-c", "sum(range(3_000_000))"], check=True)
+        out = valid(c.collect(1, 1000))
+        assert total(out, "process.cpu.time") > 0
+        assert by_metric(out, "ebpf.runqueue.latency")[0]["hist"]["count"] > 0
+    finally:
+        c.close()
+
+
 def _memory_cgroup() -> Path | None:
     from collectors import procfs
     mounts = procfs.cgroup_mounts(Path("/proc/self/mounts").read_text())
