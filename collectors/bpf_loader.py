@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import errno
+import functools
 import os
 import re
 import time
@@ -99,8 +101,11 @@ class BpfProgram:
         return idle
 
     def drain(self, name: str, slot: int) -> list:
-        """All ``(key, value)`` pairs of ``<name><slot>``, which is then emptied."""
+        """All ``(key, value)`` pairs of ``<name><slot>``, which is then emptied. A hash map is read and emptied
+        in batches (:func:`drain_hash`); an array is read and zeroed element by element."""
         table = self.bpf[f"{name}{slot}"]
+        if table.ttype in HASH_MAP_TYPES:
+            return drain_hash(table, f"{name}{slot}")
         items = [(k, v) for k, v in table.items()]
         table.clear()
         return items
@@ -119,12 +124,52 @@ class BpfProgram:
         self.bpf.cleanup()
 
 
-def _link_create(prog_fd: int, target_fd: int, attach_type: int, what: str) -> int:
-    """libbpf's bpf_link_create (bcc's own attach for cgroups is the legacy one, which outlives the process)."""
+HASH_MAP_TYPES = (1, 5)   # BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_HASH
+DRAIN_BATCH = 256         # entries per call: far more than a hash bucket holds, which one call must take whole
+
+
+def drain_hash(table, name: str) -> list:
+    """Every ``(key, value)`` of a hash map, deleted as read, with libbpf's
+    ``bpf_map_lookup_and_delete_batch``: one system call per 256 entries, where reading and then deleting them one by
+    one (bcc's ``items()`` and ``clear()``) took four per entry. Only for a map no program writes meanwhile (the
+    idle copy of a double-buffered map). The pairs are bcc's key and value types (a per-CPU map's value is the
+    array of its CPUs' values), views into buffers allocated per call."""
+    lib = _libbpf()
+    fd = table.map_fd
+    token_in, token_out = ctypes.c_uint64(0), ctypes.c_uint64(0)   # the kernel's position in the map (a bucket)
+    out, first = [], True
+    while True:
+        keys, values = (table.Key * DRAIN_BATCH)(), (table.Leaf * DRAIN_BATCH)()
+        count = ctypes.c_uint32(DRAIN_BATCH)
+        res = lib.bpf_map_lookup_and_delete_batch(fd, None if first else ctypes.byref(token_in),
+                                                   ctypes.byref(token_out), keys, values, ctypes.byref(count), None)
+        key_size, value_size = ctypes.sizeof(table.Key), ctypes.sizeof(table.Leaf)
+        out.extend((table.Key.from_buffer(keys, i * key_size), table.Leaf.from_buffer(values, i * value_size))
+                   for i in range(count.value))   # ctypes objects, as bcc gives (an array's item may be an int)
+        if res != 0:
+            err = -res if res < 0 else ctypes.get_errno()   # libbpf 1.x returns -errno
+            if err == errno.ENOENT:   # the map's end: this call's entries are the last
+                return out
+            raise OSError(err, f"draining map {name}: {os.strerror(err)}")
+        first = False
+        token_in.value = token_out.value
+
+
+@functools.cache
+def _libbpf():
+    """Debian's libbpf (bcc's Python package does not bind the calls used here)."""
     lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
     lib.bpf_link_create.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
     lib.bpf_link_create.restype = ctypes.c_int
-    fd = lib.bpf_link_create(prog_fd, target_fd, attach_type, None)
+    lib.bpf_map_lookup_and_delete_batch.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                                    ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    lib.bpf_map_lookup_and_delete_batch.restype = ctypes.c_int
+    return lib
+
+
+def _link_create(prog_fd: int, target_fd: int, attach_type: int, what: str) -> int:
+    """libbpf's bpf_link_create (bcc's own attach for cgroups is the legacy one, which outlives the process)."""
+    fd = _libbpf().bpf_link_create(prog_fd, target_fd, attach_type, None)
     if fd < 0:
         raise ebpf.EbpfUnavailable(f"linking {what} failed: {os.strerror(-fd)}; the kernel must allow cgroup "
                                    f"BPF programs and BPF links (Linux >= 5.7)")

@@ -647,3 +647,32 @@ def test_route_normalisation_and_cap():
     cap = RouteCap(2)
     assert [cap("svc", r) for r in ("/a", "/b", "/c", "/a")] == ["/a", "/b", OTHER_ROUTE, "/a"]
     assert cap("other-svc", "/c") == "/c"
+
+
+def test_draining_a_hash_map_in_batches_returns_every_entry_once_and_empties_it():
+    """drain_hash reads and deletes a map in calls of DRAIN_BATCH entries: with several calls' worth, every key comes
+    back once with its value (a per-CPU map's as its CPUs' values), and the map is empty after."""
+    import ctypes
+
+    from collectors.bpf_loader import DRAIN_BATCH, drain_hash
+    from infra import ebpf
+    bcc = ebpf.import_bcc()
+    n = 3 * DRAIN_BATCH + 17
+    b = bcc.BPF(text=b"BPF_HASH(plain, u32, u64, 4096);\n"
+                     b"BPF_PERCPU_HASH(per_cpu, u32, u64, 4096);\n"
+                     b"int unused(void *ctx) { return 0; }\n")
+    try:
+        plain, per_cpu = b["plain"], b["per_cpu"]
+        for i in range(n):
+            plain[ctypes.c_uint32(i)] = ctypes.c_uint64(3 * i + 1)
+            per_cpu[ctypes.c_uint32(i)] = per_cpu.Leaf(*[i + cpu for cpu in range(len(per_cpu.Leaf()))])
+        got = {k.value: v.value for k, v in drain_hash(plain, "plain")}
+        assert got == {i: 3 * i + 1 for i in range(n)}
+        assert len(plain.items()) == 0
+        got = {k.value: [x for x in v] for k, v in drain_hash(per_cpu, "per_cpu")}
+        cpus = len(per_cpu.Leaf())
+        assert got == {i: [i + cpu for cpu in range(cpus)] for i in range(n)}
+        assert len(per_cpu.items()) == 0
+        assert drain_hash(plain, "plain") == []
+    finally:
+        b.cleanup()
