@@ -219,4 +219,3 @@ def compiler_mappings() -> list[tuple[int, int]]:
                 start, end = (int(x, 16) for x in parts[0].split("-"))
                 out.append((start, end))
     return out
-

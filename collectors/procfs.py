@@ -65,6 +65,18 @@ def pid_stat(pid: int) -> list[str] | None:
     return text.rsplit(b")", 1)[1].decode().split()
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (``/proc/PID/task/*/children``; empty once it is gone)."""
+    out = []
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with open(f"{task.path}/children") as f:
+                out.extend(int(c) for c in f.read().split())
+    except OSError:
+        pass
+    return out
+
+
 def resident_bytes(pid: int | str = "self") -> int | None:
     """The process's resident memory (``VmRSS`` of ``/proc/PID/status``), or None once it is gone."""
     try:

@@ -11,7 +11,6 @@ shows its leaf function and little above it.
 
 from __future__ import annotations
 
-import os
 from collections import Counter, defaultdict
 
 from augur.config import Config
@@ -19,14 +18,12 @@ from collectors import procfs, samples
 from collectors.base import Collector
 from collectors.bpf_loader import BpfProgram, comm
 from collectors.enrich import CgroupNames
-from infra import ebpf
+from collectors.symbolizer import FRAME_CHARS, UNKNOWN, Symbolizer
 
 PRODUCER = samples.producer("augur-collector-profile")
 KERNEL_FRAMES, USER_FRAMES = 20, 40  # bpf/profile.h
-FRAME_CHARS = 256  # the schema's bound on a frame
 OTHER_STACKS = "[other stacks]"
 TRUNCATED = "[truncated]"
-UNKNOWN = "[unknown]"
 MAX_CACHED_FRAMES = 1 << 16  # resolved addresses kept per process (and for the kernel)
 MAX_RECORD_CHARS = 256 * 1024  # frames' characters per record (100 stacks of 62 frames of 256 would be 1.6 MB)
 
@@ -58,60 +55,67 @@ def process_name(pid: int) -> str | None:
 
 
 class UserSymbols:
-    """bcc symbol caches per process, keyed by pid and start time (a reused pid is another process); those of
-    processes not sampled in an interval are freed at its end."""
+    """User frames' names per process, keyed by pid and start time (a reused pid is another process), resolved by
+    the helper process of :mod:`collectors.symbolizer` (bcc's symbol caches may close a descriptor that is not
+    theirs, so they do not run in the collector's process). Each interval's new addresses go in one request;
+    the names of processes not sampled in an interval are dropped at its end, with the helper's caches."""
 
-    def __init__(self):
-        self.bcc = ebpf.import_bcc()
-        self._caches: dict[tuple[int, int], object] = {}
-        self._names: dict[tuple[int, int], dict[int, str]] = {}  # the frames each cache resolved
-        self._interval: dict[int, tuple[int, int] | None] = {}  # pid -> its cache's key this interval (None: exited)
+    def __init__(self, symbolizer: Symbolizer | None = None):
+        self.symbolizer = symbolizer or Symbolizer()
+        self._names: dict[tuple[int, int], dict[int, str]] = {}  # the frames resolved, per process
+        self._interval: dict[int, tuple[int, int] | None] = {}  # pid -> its key this interval (None: exited)
 
     def _key(self, pid: int) -> tuple[int, int] | None:
         if pid not in self._interval:
             stat = procfs.pid_stat(pid)
             key = None if stat is None else (pid, int(stat[19]))  # field 22: the process's start time
-            if key is not None and key not in self._caches:
-                self._caches[key], self._names[key] = self.bcc.SymbolCache(pid), {}
+            if key is not None and key not in self._names:
+                self._names[key] = {}
             self._interval[pid] = key
         return self._interval[pid]
 
+    def prefetch(self, stacks) -> None:
+        """Resolve, in one request to the helper, the addresses of ``stacks`` (``(pid, addresses)`` pairs) not
+        resolved yet. If the helper fails they stay unresolved: :meth:`frames` gives ``[unknown]`` for them this
+        interval, and they are asked for again the next."""
+        wanted: dict[tuple[int, int], set[int]] = defaultdict(set)
+        for pid, addrs in stacks:
+            key = self._key(pid) if addrs else None   # no user stack (a kernel thread): nothing to resolve
+            if key is not None:
+                names = self._names[key]
+                wanted[key].update(a for a in addrs if a not in names)
+        requests = [(pid, start, sorted(addrs)) for (pid, start), addrs in wanted.items() if addrs]
+        if not requests:
+            return
+        keep = [key for key in self._interval.values() if key is not None]
+        resolved = self.symbolizer.resolve(requests, keep)
+        if resolved is None:
+            return
+        for (pid, start, addrs), names in zip(requests, resolved):
+            cache = self._names[(pid, start)]
+            if len(cache) + len(addrs) > MAX_CACHED_FRAMES:  # a JIT can make addresses without end
+                cache.clear()
+            cache.update(zip(addrs, names))
+
     def frames(self, pid: int, addrs) -> list[str]:
-        if not addrs:  # no user stack (a kernel thread, or a sample without one): no symbols to load
+        if not addrs:
             return []
         key = self._key(pid)
         if key is None:  # exited: its mappings are gone
             return [UNKNOWN] * len(addrs)
-        cache, names = self._caches[key], self._names[key]
-        out = []
-        for addr in addrs:
-            name = names.get(addr)
-            if name is None:
-                if len(names) >= MAX_CACHED_FRAMES:  # a JIT can make addresses without end
-                    names.clear()
-                name = names[addr] = self._resolve(cache, addr)
-            out.append(name)
-        return out
-
-    @staticmethod
-    def _resolve(cache, addr: int) -> str:
-        name, _, module = cache.resolve(addr, True)
-        if name:
-            return name.decode("utf-8", "replace")[:FRAME_CHARS]
-        if module:
-            return f"[{os.path.basename(module.decode('utf-8', 'replace'))}]"[:FRAME_CHARS]
-        return UNKNOWN
+        names = self._names[key]
+        return [names.get(addr, UNKNOWN) for addr in addrs]
 
     def end_interval(self) -> None:
         used = set(self._interval.values())
-        for key in [k for k in self._caches if k not in used]:
-            self.bcc.lib.bcc_free_symcache(self._caches.pop(key).cache, key[0])
+        for key in [k for k in self._names if k not in used]:
             del self._names[key]
         self._interval = {}
 
     def close(self) -> None:
         self._interval = {}
         self.end_interval()
+        self.symbolizer.close()
 
 
 class ProfileCollector(Collector):
@@ -125,7 +129,7 @@ class ProfileCollector(Collector):
         self.prog = BpfProgram("profile", {"MAX_KEYS": cfg["collect.max-keys"]})
         try:
             self.prog.attach_cpu_clock("on_cpu_sample", self.hz)
-            self.symbols = UserSymbols()
+            self.symbols = UserSymbols()   # its helper starts at the first request, after the compiler's pages went
         except BaseException:
             self.prog.close()
             raise
@@ -152,7 +156,9 @@ class ProfileCollector(Collector):
         idle = self.prog.flip()
         by_process: dict[tuple[int, int], Counter] = defaultdict(Counter)
         threads: dict[tuple[int, int], Counter] = defaultdict(Counter)  # the threads' names, by samples
-        for key, count in self.prog.drain("profile", idle):
+        items = self.prog.drain("profile", idle)
+        self.symbols.prefetch((key.tgid, key.user[: key.user_depth]) for key, _ in items)
+        for key, count in items:
             by_process[(key.tgid, key.cgroup_id)][self.stack(key)] += count.value
             threads[(key.tgid, key.cgroup_id)][comm(key.comm)] += count.value
         self.symbols.end_interval()

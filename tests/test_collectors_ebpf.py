@@ -676,3 +676,35 @@ def test_draining_a_hash_map_in_batches_returns_every_entry_once_and_empties_it(
         assert drain_hash(plain, "plain") == []
     finally:
         b.cleanup()
+
+
+def test_the_symbolizer_helper_names_frames_and_is_replaced_when_it_dies_or_hangs():
+    """User frames are resolved in a helper process (bcc's symbol caches can close descriptors not theirs): it
+    names a libc function in this process; killed, it is replaced at the next request; stopped so that it cannot
+    answer, the request fails within its timeout (the caller then leaves the frames unknown) and the next request
+    gets a new helper."""
+    import ctypes
+    import signal
+
+    from collectors.procfs import pid_stat
+    from collectors.symbolizer import Symbolizer
+    addr = ctypes.cast(ctypes.CDLL(None).getpid, ctypes.c_void_p).value
+    me = (os.getpid(), int(pid_stat(os.getpid())[19]))
+    sym = Symbolizer(timeout_s=2.0)
+    try:
+        request = [(me[0], me[1], [addr])]
+        assert "getpid" in sym.resolve(request, [me])[0][0]
+        first = sym.pid
+        os.kill(first, signal.SIGKILL)
+        time.sleep(0.2)
+        assert "getpid" in sym.resolve(request, [me])[0][0]
+        assert sym.pid != first and sym.restarts == 1
+        os.kill(sym.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        assert sym.resolve(request, [me]) is None
+        assert time.monotonic() - t0 < 5
+        assert sym.pid is None                       # the hung helper was stopped for good
+        assert "getpid" in sym.resolve(request, [me])[0][0]
+        assert sym.restarts == 2
+    finally:
+        sym.close()

@@ -2,12 +2,12 @@
 
 nginx (one worker) answers a loopback wrk load; each round runs it without and with every collector loaded
 (``augur collect`` as its own process, as deployed), in one order in even rounds and the other in odd ones.
-Reports the throughput ratio, added p50/p99 latency, the collector process's CPU (% of one core) and RSS, each
-round pair compared within the same run. A last run measures the CPU the eBPF programs use in the kernel (% of
-one core, and ns per request) with the kernel's own accounting (``kernel.bpf_stats_enabled``): unlike the
-throughput ratio this does not move with a noisy neighbour, but it counts only the programs' run time, not what
-their hooks cost around them; it is also printed per program (runs per request, ns per run), which is how the
-``http`` collector's costs were found.
+Reports the throughput ratio, added p50/p99 latency, the collector's CPU (% of one core) and RSS (with its
+helper process's, the profile signal's symbolizer), each round pair compared within the same run. A last run
+measures the CPU the eBPF programs use in the kernel (% of one core, and ns per request) with the kernel's own
+accounting (``kernel.bpf_stats_enabled``): unlike the throughput ratio this does not move with a noisy
+neighbour, but it counts only the programs' run time, not what their hooks cost around them; it is also printed
+per program (runs per request, ns per run), which is how the ``http`` collector's costs were found.
 
 When the ``http`` collector is among those loaded, each round also runs wrk with only two ``cgroup_skb`` programs
 that do nothing (``bpf/bench/hook_floor.bpf.c``) linked where ``http`` links its own: ``hooks_only_ratio``, the
@@ -73,6 +73,21 @@ def proc_rss_mb(pid: int) -> float:
     from collectors.procfs import resident_bytes
     rss = resident_bytes(pid)
     return rss / 2**20 if rss is not None else float("nan")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of the process, of its children it has waited for (fields 16 and 17) and of its live children (the
+    profile collector's symbolizer helper): what running the collector costs, whichever process spends it."""
+    from collectors.procfs import children, pid_stat
+    fields = pid_stat(pid)
+    own = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(tree_cpu_seconds(c) for c in children(pid))
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of the process and its live children (pages they share count in each)."""
+    from collectors.procfs import children
+    return proc_rss_mb(pid) + sum(tree_rss_mb(c) for c in children(pid))
 
 
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
@@ -189,14 +204,14 @@ class HookFloor:
     def __enter__(self):
         from collectors.bpf_loader import BpfProgram, release_compiler_memory
         self.prog = BpfProgram("bench/hook_floor")
-        # this process compiled too: its pages of the compiler go, or the collector's copy of a page mapped by both
-        # would stay resident (the kernel pages out only pages one process maps) and count in the collector's RSS
-        release_compiler_memory()
         try:
             self.prog.link_to_cgroups({"floor_ingress": "ingress", "floor_egress": "egress"})
         except BaseException:
             self.prog.close()
             raise
+        # this process compiled too: its pages of the compiler go, or the collector's copy of a page mapped by both
+        # would stay resident (the kernel pages out only pages one process maps) and count in the collector's RSS
+        release_compiler_memory()
         return self
 
     def __exit__(self, *exc):
@@ -239,10 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     def run_on() -> tuple[dict[str, float], float, float]:
         coll = start_collectors(args.interval, args.signals)
         try:
-            cpu0, t0 = proc_cpu_seconds(coll.pid), time.monotonic()
+            cpu0, t0 = tree_cpu_seconds(coll.pid), time.monotonic()
             on = run_wrk()
-            cpu_pct = 100 * (proc_cpu_seconds(coll.pid) - cpu0) / (time.monotonic() - t0)
-            return on, cpu_pct, proc_rss_mb(coll.pid)
+            cpu_pct = 100 * (tree_cpu_seconds(coll.pid) - cpu0) / (time.monotonic() - t0)
+            return on, cpu_pct, tree_rss_mb(coll.pid)
         finally:
             stop(coll)
 
