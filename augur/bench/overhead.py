@@ -69,25 +69,22 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def proc_rss_mb(pid: int) -> float:
-    from collectors.procfs import resident_bytes
-    rss = resident_bytes(pid)
-    return rss / 2**20 if rss is not None else float("nan")
-
-
 def tree_cpu_seconds(pid: int) -> float:
     """CPU time of the process, of its children it has waited for (fields 16 and 17) and of its live children (the
     profile collector's symbolizer helper): what running the collector costs, whichever process spends it."""
     from collectors.procfs import children, pid_stat
     fields = pid_stat(pid)
+    if fields is None:   # a child that exited since it was listed: its parent counts it once it waits for it
+        return 0.0
     own = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
     return own + sum(tree_cpu_seconds(c) for c in children(pid))
 
 
 def tree_rss_mb(pid: int) -> float:
     """Resident memory of the process and its live children (pages they share count in each)."""
-    from collectors.procfs import children
-    return proc_rss_mb(pid) + sum(tree_rss_mb(c) for c in children(pid))
+    from collectors.procfs import children, resident_bytes
+    rss = resident_bytes(pid)
+    return (rss or 0) / 2**20 + sum(tree_rss_mb(c) for c in children(pid))
 
 
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
