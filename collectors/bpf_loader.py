@@ -137,13 +137,13 @@ def drain_hash(table, name: str) -> list:
     lib = _libbpf()
     fd = table.map_fd
     token_in, token_out = ctypes.c_uint64(0), ctypes.c_uint64(0)   # the kernel's position in the map (a bucket)
+    key_size, value_size = ctypes.sizeof(table.Key), ctypes.sizeof(table.Leaf)
     out, first = [], True
     while True:
         keys, values = (table.Key * DRAIN_BATCH)(), (table.Leaf * DRAIN_BATCH)()
         count = ctypes.c_uint32(DRAIN_BATCH)
         res = lib.bpf_map_lookup_and_delete_batch(fd, None if first else ctypes.byref(token_in),
                                                    ctypes.byref(token_out), keys, values, ctypes.byref(count), None)
-        key_size, value_size = ctypes.sizeof(table.Key), ctypes.sizeof(table.Leaf)
         out.extend((table.Key.from_buffer(keys, i * key_size), table.Leaf.from_buffer(values, i * value_size))
                    for i in range(count.value))   # ctypes objects, as bcc gives (an array's item may be an int)
         if res != 0:

@@ -143,8 +143,9 @@ class ProfileCollector(Collector):
             name = self._ksyms[addr] = self.prog.bpf.ksym(addr).decode("utf-8", "replace")[:FRAME_CHARS - 4] + "_[k]"
         return name
 
-    def stack(self, key) -> tuple[str, ...]:
-        user = self.symbols.frames(key.tgid, key.user[: key.user_depth])[::-1]
+    def stack(self, key, user_addrs: list[int]) -> tuple[str, ...]:
+        """The folded stack of a sample's key, whose user addresses (``key.user[:key.user_depth]``) are given."""
+        user = self.symbols.frames(key.tgid, user_addrs)[::-1]
         kernel = [self._kernel_frame(a) for a in key.kernel[: key.kernel_depth]][::-1]
         if key.user_depth == USER_FRAMES:
             user.insert(0, TRUNCATED)
@@ -156,10 +157,10 @@ class ProfileCollector(Collector):
         idle = self.prog.flip()
         by_process: dict[tuple[int, int], Counter] = defaultdict(Counter)
         threads: dict[tuple[int, int], Counter] = defaultdict(Counter)  # the threads' names, by samples
-        items = self.prog.drain("profile", idle)
-        self.symbols.prefetch((key.tgid, key.user[: key.user_depth]) for key, _ in items)
-        for key, count in items:
-            by_process[(key.tgid, key.cgroup_id)][self.stack(key)] += count.value
+        items = [(key, count, key.user[: key.user_depth]) for key, count in self.prog.drain("profile", idle)]
+        self.symbols.prefetch((key.tgid, user) for key, _, user in items)
+        for key, count, user in items:
+            by_process[(key.tgid, key.cgroup_id)][self.stack(key, user)] += count.value
             threads[(key.tgid, key.cgroup_id)][comm(key.comm)] += count.value
         self.symbols.end_interval()
         if len(self._ksyms) > MAX_CACHED_FRAMES:  # kernel addresses are few, but bound the cache anyway

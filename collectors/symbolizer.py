@@ -66,7 +66,7 @@ class Symbolizer:
             if len(names) != len(requests) or any(len(n) != len(r[2]) for n, r in zip(names, requests)):
                 raise ValueError("the helper's reply does not match the request")
             return names
-        except (OSError, ValueError, KeyError, TypeError, TimeoutError):
+        except (OSError, ValueError, KeyError, TypeError):   # TimeoutError is an OSError
             self._stop()
             return None
 

@@ -62,22 +62,26 @@ def parse_wrk(text: str) -> dict[str, float]:
     return out
 
 
+def _cpu_seconds(fields: list[str], waited_children: bool) -> float:
+    """User and system CPU time from /proc/PID/stat's fields (14 and 15), with those of the children the process
+    has waited for (16 and 17) if asked."""
+    return sum(int(f) for f in fields[11:15 if waited_children else 13]) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_cpu_seconds(pid: int) -> float:
-    """The process's CPU time so far, user and system (fields 14 and 15 of /proc/PID/stat)."""
+    """The process's CPU time so far, user and system."""
     from collectors.procfs import pid_stat
-    fields = pid_stat(pid)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _cpu_seconds(pid_stat(pid), waited_children=False)
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of the process, of its children it has waited for (fields 16 and 17) and of its live children (the
-    profile collector's symbolizer helper): what running the collector costs, whichever process spends it."""
+    """CPU time of the process, of its children it has waited for and of its live children (the profile
+    collector's symbolizer helper): what running the collector costs, whichever process spends it."""
     from collectors.procfs import children, pid_stat
     fields = pid_stat(pid)
     if fields is None:   # a child that exited since it was listed: its parent counts it once it waits for it
         return 0.0
-    own = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-    return own + sum(tree_cpu_seconds(c) for c in children(pid))
+    return _cpu_seconds(fields, waited_children=True) + sum(tree_cpu_seconds(c) for c in children(pid))
 
 
 def tree_rss_mb(pid: int) -> float:
