@@ -116,6 +116,14 @@ def cmd_jobs(args) -> int:
     return 0
 
 
+def _stop_on_signals() -> None:
+    """SIGINT and SIGTERM both raise KeyboardInterrupt, so a long-running command stops as on Ctrl-C: its outputs
+    flushed, its eBPF programs detached. SIGINT is set too because a command started in the background by a
+    non-interactive shell (``augur collect &`` in a script) inherits it ignored, and would not stop on it."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
+
+
 def cmd_synth(args) -> int:
     from augur.timeparse import format_ms, now_ms, parse_time_ms
     from collectors.faults import DEMO_FAULTS, parse_duration_ms, parse_fault, write_labels
@@ -144,6 +152,7 @@ def cmd_synth(args) -> int:
     print(f"augur synth: {gen.hosts} hosts, seed {args.seed}, from {format_ms(start)} UTC"
           f"{'' if end is None else ' to ' + format_ms(end)} at {'max speed' if speed is None else f'{speed:g}x'}"
           f" -> {args.output}; {len(faults)} fault(s)", file=sys.stderr, flush=True)
+    _stop_on_signals()
     try:
         with out:
             stats = play(gen, out, start, end, speed)
@@ -179,7 +188,7 @@ def _run_collectors(cfg: Config, args, output) -> int:
     print(f"augur collect: {', '.join(names)} every {cfg['collect.interval-ms'] / 1000:g} s on {runner.host}"
           + (f"; self-metrics on http://127.0.0.1:{cfg['collect.prometheus-port']}/metrics" if server else ""),
           file=sys.stderr, flush=True)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)     # SIGTERM stops as Ctrl-C does: all flushed
+    _stop_on_signals()
     try:
         runner.run(duration_s=args.duration)
     except KeyboardInterrupt:
@@ -262,6 +271,7 @@ def cmd_backfill(args) -> int:
 def cmd_tail(args) -> int:
     from augur.tail import tail
     cfg = _config(args)
+    _stop_on_signals()
     try:
         tail(cfg["kafka.bootstrap-servers"], topics.resolve(args.topic), args.from_beginning, args.json,
              args.max_seconds)
@@ -283,6 +293,7 @@ def cmd_act(args) -> int:
         trig = audit["trigger"]
         print(f"{audit['outcome']:<12} {audit['action']:<8} {trig.get('host', '-')} {trig.get('state', '-')}: "
               f"{audit['detail']}", flush=True)
+    _stop_on_signals()
     try:
         actions.run(cfg, stop_after_s=args.max_seconds, on_audit=show)
     except KeyboardInterrupt:
