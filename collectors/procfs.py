@@ -77,16 +77,27 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def resident_bytes(pid: int | str = "self") -> int | None:
-    """The process's resident memory (``VmRSS`` of ``/proc/PID/status``), or None once it is gone."""
+def _kib_line(path: str, key: str) -> int | None:
+    """The ``KEY:  N kB`` line of a /proc file, in bytes; None once the process is gone."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         return None
     return None
+
+
+def resident_bytes(pid: int | str = "self") -> int | None:
+    """The process's resident memory (``VmRSS`` of ``/proc/PID/status``), or None once it is gone."""
+    return _kib_line(f"/proc/{pid}/status", "VmRSS")
+
+
+def proportional_bytes(pid: int | str = "self") -> int | None:
+    """The process's proportional share of memory (``Pss`` of ``/proc/PID/smaps_rollup``: each resident page
+    divided by the number of processes that map it), or None once it is gone."""
+    return _kib_line(f"/proc/{pid}/smaps_rollup", "Pss")
 
 
 def read_int(path: Path) -> int | None:

@@ -156,6 +156,20 @@ def test_procfs_parsers():
     mine = procfs.pid_stat(os.getpid())
     assert mine[0] == "R" and int(mine[1]) == os.getppid()   # this process runs; field 4 is its parent
     assert procfs.pid_stat(2 ** 22 + 1) is None                # beyond pid_max: no such process
+    rss, pss = procfs.resident_bytes(os.getpid()), procfs.proportional_bytes(os.getpid())
+    assert 0 < pss <= rss    # this process shares libc with others: its share is at most what it has resident
+    assert procfs.proportional_bytes(2 ** 22 + 1) is None
+
+
+def test_the_collectors_do_not_load_numpy():
+    """The collector process imports none of the numerical stack (NumPy alone is about 15 MB resident): what it
+    imports to collect, its config included, must not pull it in."""
+    from collectors.runner import SIGNALS
+    modules = ["augur.cli", "collectors.runner", "collectors.output", "collectors.symbolizer"] + [
+        target.split(":")[0] for target in SIGNALS.values()]
+    code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_host_resources_with_a_ceiling_carry_their_capacity():

@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 DETECTORS = ("robust_z", "ewma", "cusum", "seasonal", "lstm", "context")
 N_DET = len(DETECTORS)
@@ -74,6 +76,9 @@ class EnsembleParams:
         """The float64 array the kernel reads: the fields in declaration order (the combiner as its index in
         :data:`COMBINERS`), the detector weights, then the calibrators' bin edges. The ``P_*`` indexes below are
         derived from the same order."""
+        # NumPy is imported here, not at the top: augur.config reads this module's options, and so the collectors,
+        # which use no NumPy, would load it for nothing (about 15 MB resident)
+        import numpy as np
         from udfs.calibration import edges
         a = np.zeros(N_PARAMS + max(self.bins - 3, 0))
         for i, name in enumerate(PACKED):

@@ -2,8 +2,9 @@
 
 nginx (one worker) answers a loopback wrk load; each round runs it without and with every collector loaded
 (``augur collect`` as its own process, as deployed), in one order in even rounds and the other in odd ones.
-Reports the throughput ratio, added p50/p99 latency, the collector's CPU (% of one core) and RSS (with its
-helper process's, the profile signal's symbolizer), each round pair compared within the same run. A last run
+Reports the throughput ratio, added p50/p99 latency, the collector's CPU (% of one core) and memory (with its
+helper process's, the profile signal's symbolizer): ``rss_mb`` counts the libraries both processes map twice,
+``pss_mb`` shares each page among the processes that map it. Each round pair is compared within the same run. A last run
 measures the CPU the eBPF programs use in the kernel (% of one core, and ns per request) with the kernel's own
 accounting (``kernel.bpf_stats_enabled``): unlike the throughput ratio this does not move with a noisy
 neighbour, but it counts only the programs' run time, not what their hooks cost around them; it is also printed
@@ -84,11 +85,15 @@ def tree_cpu_seconds(pid: int) -> float:
     return _cpu_seconds(fields, waited_children=True) + sum(tree_cpu_seconds(c) for c in children(pid))
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of the process and its live children (pages they share count in each)."""
-    from collectors.procfs import children, resident_bytes
-    rss = resident_bytes(pid)
-    return (rss or 0) / 2**20 + sum(tree_rss_mb(c) for c in children(pid))
+def tree_memory_mb(pid: int) -> tuple[float, float]:
+    """``(RSS, PSS)`` of the process and its live children, in MiB. RSS counts a page that several of them map
+    (a shared library's) in each; PSS divides it among all the processes of the host that map it."""
+    from collectors.procfs import children, proportional_bytes, resident_bytes
+    rss, pss = (resident_bytes(pid) or 0) / 2**20, (proportional_bytes(pid) or 0) / 2**20
+    for c in children(pid):
+        child_rss, child_pss = tree_memory_mb(c)
+        rss, pss = rss + child_rss, pss + child_pss
+    return rss, pss
 
 
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
@@ -258,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             cpu0, t0 = tree_cpu_seconds(coll.pid), time.monotonic()
             on = run_wrk()
             cpu_pct = 100 * (tree_cpu_seconds(coll.pid) - cpu0) / (time.monotonic() - t0)
-            return on, cpu_pct, tree_rss_mb(coll.pid)
+            return on, cpu_pct, tree_memory_mb(coll.pid)
         finally:
             stop(coll)
 
@@ -269,16 +274,16 @@ def main(argv: list[str] | None = None) -> int:
                 off = run_wrk()
                 if with_floor:
                     run_floor()
-                on, cpu_pct, rss = run_on()
+                on, cpu_pct, mem = run_on()
             else:
-                on, cpu_pct, rss = run_on()
+                on, cpu_pct, mem = run_on()
                 if with_floor:
                     run_floor()
                 off = run_wrk()
-            rows.append((off, on, cpu_pct, rss))
+            rows.append((off, on, cpu_pct, mem))
             print(f"round {r + 1}: off {off['rps']:9.0f} req/s p50 {off['p50_us']:7.0f} us p99 {off['p99_us']:7.0f} us"
                   f" | on {on['rps']:9.0f} req/s p50 {on['p50_us']:7.0f} us p99 {on['p99_us']:7.0f} us"
-                  f" | collector {cpu_pct:5.1f}% cpu {rss:6.1f} MB"
+                  f" | collector {cpu_pct:5.1f}% cpu {mem[0]:6.1f} MB (PSS {mem[1]:5.1f})"
                   + (f" | hooks only {floors[-1]['rps']:9.0f} req/s" if with_floor else ""), flush=True)
         kernel_pct, kernel_ns, per_program = programs_cpu(wrk, args)
         print(f"a last run with the kernel's BPF accounting on: the programs ran {kernel_pct:.2f}% of one core, "
@@ -301,10 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     p50 = statistics.median(on["p50_us"] - off["p50_us"] for off, on, _, _ in rows)
     p99 = statistics.median(on["p99_us"] - off["p99_us"] for off, on, _, _ in rows)
     cpu = statistics.median(c for _, _, c, _ in rows)
-    rss = max(m for _, _, _, m in rows)
+    rss = max(m[0] for _, _, _, m in rows)
+    pss = max(m[1] for _, _, _, m in rows)
     floor = (f" hooks_only_ratio={statistics.median(f['rps'] / off['rps'] for f, (off, *_) in zip(floors, rows)):.4f}"
              if floors else "")
     print(f"BENCH overhead throughput_ratio={ratio:.4f} p50_added_us={p50:.0f} p99_added_us={p99:.0f} "
-          f"cpu_pct={cpu:.2f} rss_mb={rss:.1f} bpf_cpu_pct={kernel_pct:.2f} bpf_ns_per_request={kernel_ns:.0f} "
+          f"cpu_pct={cpu:.2f} rss_mb={rss:.1f} pss_mb={pss:.1f} bpf_cpu_pct={kernel_pct:.2f} "
+          f"bpf_ns_per_request={kernel_ns:.0f} "
           f"rounds={len(rows)} signals={args.signals}{floor}")
     return 0
