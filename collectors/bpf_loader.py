@@ -38,9 +38,11 @@ def inline_local_includes(path: Path, seen: set[str] | None = None) -> str:
 
 
 class BpfProgram:
-    """One ``bpf/<stem>.bpf.c`` loaded in the kernel, with its options as ``-D`` constants."""
+    """One ``bpf/<stem>.bpf.c`` loaded in the kernel, with its options as ``-D`` constants; ``cgroup_links``, if
+    given, is linked with :meth:`link_to_cgroups`, and the program is closed again if that fails."""
 
-    def __init__(self, stem: str, defines: dict[str, int] | None = None, tracepoints: tuple[str, ...] = ()):
+    def __init__(self, stem: str, defines: dict[str, int] | None = None, tracepoints: tuple[str, ...] = (),
+                 cgroup_links: dict[str, str] | None = None):
         ebpf.prepare()
         ebpf.require_tracepoints(*tracepoints)
         bcc = ebpf.import_bcc()
@@ -55,6 +57,12 @@ class BpfProgram:
         self._slot = 0
         self._health_seen: dict[str, int] = {}
         self._links: list[int] = []
+        if cgroup_links:
+            try:
+                self.link_to_cgroups(cgroup_links)
+            except BaseException:
+                self.close()
+                raise
 
     def link_to_cgroups(self, programs: dict[str, str]) -> None:
         """Link functions to the root of the cgroup v2 hierarchy, so they run for every socket of this host:
@@ -69,7 +77,10 @@ class BpfProgram:
         try:
             for name, kind in programs.items():
                 prog_type, attach = kinds[kind]
-                fn = self.bpf.load_func(name, prog_type)
+                try:
+                    fn = self.bpf.load_func(name, prog_type)
+                except Exception as e:   # bcc raises plain Exceptions (an unknown name, the verifier's refusal)
+                    raise ebpf.EbpfUnavailable(f"loading {self.stem}.bpf.c:{name} as {kind} failed: {e}") from None
                 self._links.append(_link_create(fn.fd, fd, attach, f"{self.stem}.bpf.c:{name} to {root}"))
         except BaseException:
             self._close_links()

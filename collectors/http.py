@@ -62,12 +62,9 @@ class HttpCollector(Collector):
         self.prog = BpfProgram("http", {"MAX_KEYS": cfg["collect.max-keys"],
                                         "RATE_WINDOW_NS": RATE_WINDOW_MS * 1_000_000,
                                         "EXACT_PER_WINDOW": cfg["collect.http-exact-rate"] * RATE_WINDOW_MS // 1000,
-                                        "SAMPLE_EVERY": cfg["collect.http-sample-every"]})
-        try:
-            self.prog.link_to_cgroups({"http_sockops": "sock_ops", "http_ingress": "ingress", "http_egress": "egress"})
-        except BaseException:
-            self.prog.close()
-            raise
+                                        "SAMPLE_EVERY": cfg["collect.http-sample-every"]},
+                               cgroup_links={"http_sockops": "sock_ops", "http_ingress": "ingress",
+                                             "http_egress": "egress"})
         self._untimed_seen = 0
         self.quiet = QuietCounts(PRODUCER, host, cfg["collect.zero-fill-ms"], cfg["collect.max-keys"])
 

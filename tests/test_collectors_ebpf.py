@@ -413,6 +413,15 @@ def test_closing_detaches_every_program():
     assert bpf_prog_fds() == before
 
 
+def test_a_program_whose_cgroup_link_fails_is_closed_again():
+    from collectors.bpf_loader import BpfProgram
+    from infra.ebpf import EbpfUnavailable
+    before = bpf_prog_fds()
+    with pytest.raises(EbpfUnavailable, match="no_such_function"):   # the first link is made, the second fails
+        BpfProgram("bench/hook_floor", cgroup_links={"floor_ingress": "ingress", "no_such_function": "egress"})
+    assert bpf_prog_fds() == before
+
+
 def test_http_requests_per_route_with_known_latency_and_status_mix():
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     import urllib.error

@@ -209,12 +209,7 @@ class HookFloor:
 
     def __enter__(self):
         from collectors.bpf_loader import BpfProgram, release_compiler_memory
-        self.prog = BpfProgram("bench/hook_floor")
-        try:
-            self.prog.link_to_cgroups({"floor_ingress": "ingress", "floor_egress": "egress"})
-        except BaseException:
-            self.prog.close()
-            raise
+        self.prog = BpfProgram("bench/hook_floor", cgroup_links={"floor_ingress": "ingress", "floor_egress": "egress"})
         # this process compiled too: its pages of the compiler go, or the collector's copy of a page mapped by both
         # would stay resident (the kernel pages out only pages one process maps) and count in the collector's RSS
         release_compiler_memory()
