@@ -25,6 +25,8 @@ KERNEL_FRAMES, USER_FRAMES = 20, 40  # bpf/profile.h
 OTHER_STACKS = "[other stacks]"
 TRUNCATED = "[truncated]"
 MAX_CACHED_FRAMES = 1 << 16  # resolved addresses kept per process (and for the kernel)
+KEEP_IDLE_INTERVALS = 6  # a process not sampled for this many intervals has its names dropped (and the helper's cache)
+MAX_IDLE_PROCESSES = 64  # ... and at most this many processes not sampled in the last interval keep theirs
 MAX_RECORD_CHARS = 256 * 1024  # frames' characters per record (100 stacks of 62 frames of 256 would be 1.6 MB)
 
 
@@ -57,13 +59,20 @@ def process_name(pid: int) -> str | None:
 class UserSymbols:
     """User frames' names per process, keyed by pid and start time (a reused pid is another process), resolved by
     the helper process of :mod:`collectors.symbolizer` (bcc's symbol caches may close a descriptor that is not
-    theirs, so they do not run in the collector's process). Each interval's new addresses go in one request;
-    the names of processes not sampled in an interval are dropped at its end, with the helper's caches."""
+    theirs, so they do not run in the collector's process). Each interval's new addresses go in one request.
+    A process's names, and the helper's cache for it, are kept while it is sampled and for ``keep_idle_intervals``
+    intervals after, for at most ``max_idle`` processes at a time that were not sampled in the last interval (the
+    most recently sampled kept): a sampling profiler misses a process that runs little in some intervals, and its
+    symbols, read again, cost the helper the process's ELF symbol tables."""
 
-    def __init__(self, symbolizer: Symbolizer | None = None):
+    def __init__(self, symbolizer: Symbolizer | None = None, keep_idle_intervals: int = KEEP_IDLE_INTERVALS,
+                 max_idle: int = MAX_IDLE_PROCESSES):
         self.symbolizer = symbolizer or Symbolizer()
+        self.keep_idle_intervals, self.max_idle = keep_idle_intervals, max_idle
         self._names: dict[tuple[int, int], dict[int, str]] = {}  # the frames resolved, per process
         self._interval: dict[int, tuple[int, int] | None] = {}  # pid -> its key this interval (None: exited)
+        self._last_sampled: dict[tuple[int, int], int] = {}     # key -> the last interval it was sampled in
+        self._intervals = 0
 
     def _key(self, pid: int) -> tuple[int, int] | None:
         if pid not in self._interval:
@@ -87,8 +96,7 @@ class UserSymbols:
         requests = [(pid, start, sorted(addrs)) for (pid, start), addrs in wanted.items() if addrs]
         if not requests:
             return
-        keep = [key for key in self._interval.values() if key is not None]
-        resolved = self.symbolizer.resolve(requests, keep)
+        resolved = self.symbolizer.resolve(requests, list(self._names))   # the helper keeps the caches kept here
         if resolved is None:
             return
         for (pid, start, addrs), names in zip(requests, resolved):
@@ -107,14 +115,24 @@ class UserSymbols:
         return [names.get(addr, UNKNOWN) for addr in addrs]
 
     def end_interval(self) -> None:
-        used = set(self._interval.values())
-        for key in [k for k in self._names if k not in used]:
-            del self._names[key]
+        now = self._intervals = self._intervals + 1
+        for key in self._interval.values():
+            if key is not None:
+                self._last_sampled[key] = now
+        idle = sorted((k for k in self._names if self._last_sampled.get(k, 0) < now),
+                      key=lambda k: -self._last_sampled.get(k, 0))
+        for i, key in enumerate(idle):
+            if i >= self.max_idle or now - self._last_sampled.get(key, 0) >= self.keep_idle_intervals:
+                del self._names[key]
+                self._last_sampled.pop(key, None)
         self._interval = {}
 
+    def cached(self) -> set[tuple[int, int]]:
+        """The processes (pid, start time) whose names are kept."""
+        return set(self._names)
+
     def close(self) -> None:
-        self._interval = {}
-        self.end_interval()
+        self._names, self._interval, self._last_sampled = {}, {}, {}
         self.symbolizer.close()
 
 

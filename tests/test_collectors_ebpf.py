@@ -717,3 +717,63 @@ def test_the_symbolizer_helper_names_frames_and_is_replaced_when_it_dies_or_hang
         assert sym.restarts == 2
     finally:
         sym.close()
+
+
+def test_user_symbols_are_kept_for_a_process_that_skips_intervals_then_dropped():
+    """A process sampled in one interval and not in the next ones keeps its resolved names (no new request to the
+    helper when it is sampled again) for keep_idle_intervals intervals; then they are dropped, and the helper is
+    told to drop its cache. At most max_idle such processes keep theirs, the most recently sampled."""
+    import ctypes
+
+    from collectors.procfs import pid_stat
+    from collectors.profile import UserSymbols
+    from collectors.symbolizer import Symbolizer
+
+    class Recording(Symbolizer):   # the real helper, with the requests it is sent recorded
+        def resolve(self, requests, keep):
+            self.asked.append({(pid, start) for pid, start, _ in requests})
+            self.keep = {tuple(k) for k in keep}
+            return super().resolve(requests, keep)
+
+    addr = ctypes.cast(ctypes.CDLL(None).getpid, ctypes.c_void_p).value   # the same in a forked child
+    children = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(120)
+            os._exit(0)
+        children.append(pid)
+    me, a, b = [(p, int(pid_stat(p)[19])) for p in [os.getpid(), *children]]
+    helper = Recording(timeout_s=10.0)
+    helper.asked = []
+    keep = 3
+    syms = UserSymbols(helper, keep_idle_intervals=keep)
+    try:
+        def interval(*keys):
+            syms.prefetch((k[0], [addr]) for k in keys)
+            names = [syms.frames(k[0], [addr])[0] for k in keys]
+            syms.end_interval()
+            assert all("getpid" in n for n in names), names
+
+        interval(me, a)
+        assert helper.asked == [{me, a}]
+        for _ in range(keep - 1):
+            interval(me)
+        interval(a)                                   # sampled again after 2 intervals without it
+        assert helper.asked == [{me, a}]              # nothing asked again
+        for _ in range(keep):
+            interval(me)
+        assert syms.cached() == {me}
+        interval(a)
+        assert helper.asked[-1] == {a} and helper.keep == {me, a}   # the helper dropped its cache of a meanwhile
+
+        few = UserSymbols(helper, max_idle=1)
+        for key in (a, b, me):                        # one interval each
+            few.prefetch([(key[0], [addr])])
+            few.end_interval()
+        assert few.cached() == {me, b}                # of the two idle ones, the more recently sampled
+    finally:
+        syms.close()
+        for pid in children:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
