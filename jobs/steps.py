@@ -185,6 +185,10 @@ class EnsembleFeatureScorer:
         name = series.describe(feature["metric"], feature["attrs"])
         expected = unstabilize(mtype, float(out.expected[0]), window_ms)
         explanation = (f"{PRIMARY_FEATURE[mtype]} of " + explain(name, x, expected, out.probs[0], params))
+        # an incident's later windows are anomalies too (hysteresis), whatever their own score: say which this is
+        explanation += ("; opens an incident" if out.onset[0] else
+                        f"; continues an open incident, which closes after {params.exit_after} windows in a row "
+                        f"below {params.exit:g}")
         return {
             "v": 1, "ts": feature["window_end"], "host": feature["host"], "producer": JOB_PRODUCER,
             "series_id": feature["series_id"], "metric": feature["metric"], "attrs": feature["attrs"],

@@ -30,6 +30,16 @@ def test_output_records_honour_the_published_contracts():
     assert 0.999 <= a["score"] <= 1 and any(d["vote"] for d in a["detectors"])
     assert "above the expected" in a["explanation"] and "detectors vote anomaly" in a["explanation"]
     assert {d["name"] for d in a["detectors"]} >= {"robust_z", "ewma", "cusum"}
+    by_series: dict[str, list[dict]] = {}
+    for rec in anomalies:
+        by_series.setdefault(rec["series_id"], []).append(rec)
+    for recs in by_series.values():   # each series' first anomaly opens an incident; a record says which it is
+        assert recs[0]["explanation"].endswith("; opens an incident")
+        for prev, rec in zip(recs, recs[1:]):
+            continues = rec["window_start"] == prev["window_end"]   # the next window, in the same incident
+            assert rec["explanation"].endswith("; opens an incident") != continues
+            assert ("continues an open incident, which closes after 6 windows in a row below 0.95"
+                    in rec["explanation"]) == continues
 
 
 def test_parse_rejects_clock_skew():
