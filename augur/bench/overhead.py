@@ -297,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             nginx.kill()
         shutil.rmtree(tmp, ignore_errors=True)
-    ratio = statistics.median(on["rps"] / off["rps"] for off, on, _, _ in rows)
+    ratios = [on["rps"] / off["rps"] for off, on, _, _ in rows]
+    ratio = statistics.median(ratios)
     p50 = statistics.median(on["p50_us"] - off["p50_us"] for off, on, _, _ in rows)
     p99 = statistics.median(on["p99_us"] - off["p99_us"] for off, on, _, _ in rows)
     cpu = statistics.median(c for _, _, c, _ in rows)
@@ -305,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     pss = max(m[1] for _, _, _, m in rows)
     floor = (f" hooks_only_ratio={statistics.median(f['rps'] / off['rps'] for f, (off, *_) in zip(floors, rows)):.4f}"
              if floors else "")
-    print(f"BENCH overhead throughput_ratio={ratio:.4f} p50_added_us={p50:.0f} p99_added_us={p99:.0f} "
+    # the rounds' lowest and highest ratio: on a noisy machine the spread says how far the median can be trusted
+    print(f"BENCH overhead throughput_ratio={ratio:.4f} ratio_min={min(ratios):.4f} ratio_max={max(ratios):.4f} "
+          f"p50_added_us={p50:.0f} p99_added_us={p99:.0f} "
           f"cpu_pct={cpu:.2f} rss_mb={rss:.1f} pss_mb={pss:.1f} bpf_cpu_pct={kernel_pct:.2f} "
           f"bpf_ns_per_request={kernel_ns:.0f} "
           f"rounds={len(rows)} signals={args.signals}{floor}")
