@@ -1,14 +1,21 @@
 """``augur bench overhead``: what the eBPF collectors cost a busy server.
 
 nginx (one worker) answers a loopback wrk load; each round runs it without and with every collector loaded
-(``augur collect`` as its own process, as deployed), in one order in even rounds and the other in odd ones.
+(``augur collect`` as its own process, as deployed), in one order in even rounds and the other in odd ones. A run
+with the collectors starts after they have run one interval under the load, so that their start (the symbolizer
+helper's, the first symbols read) is not counted as what they cost from then on.
 Reports the throughput ratio, added p50/p99 latency, the collector's CPU (% of one core) and memory (with its
 helper process's, the profile signal's symbolizer): ``rss_mb`` counts the libraries both processes map twice,
-``pss_mb`` shares each page among the processes that map it. Each round pair is compared within the same run. A last run
-measures the CPU the eBPF programs use in the kernel (% of one core, and ns per request) with the kernel's own
+``pss_mb`` shares each page among the processes that map it. Each round pair is compared within the same run. A
+last run measures the CPU the eBPF programs use in the kernel (% of one core, and ns per request) with the kernel's own
 accounting (``kernel.bpf_stats_enabled``): unlike the throughput ratio this does not move with a noisy
 neighbour, but it counts only the programs' run time, not what their hooks cost around them; it is also printed
 per program (runs per request, ns per run), which is how the ``http`` collector's costs were found.
+
+``cpu_ratio`` is the throughput that the collectors' CPU (their programs' by that accounting, their process's
+by ``/proc``) would leave a server that keeps every CPU busy: ``1 - (bpf_cpu_pct + cpu_pct) / (100 x CPUs)``. It
+does not move with the noise that the measured ratio does, but it leaves out the cost of the hooks themselves and
+any contention for caches, and its programs' figure includes the accounting's own clock reads.
 
 When the ``http`` collector is among those loaded, each round also runs wrk with only two ``cgroup_skb`` programs
 that do nothing (``bpf/bench/hook_floor.bpf.c``) linked where ``http`` links its own: ``hooks_only_ratio``, the
@@ -18,6 +25,7 @@ throughput that the hook alone leaves, is the floor of any collector that reads 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shutil
@@ -252,9 +260,15 @@ def main(argv: list[str] | None = None) -> int:
         with HookFloor():
             floors.append(run_wrk())
 
+    from collectors.faults import parse_duration_ms
+    settle = [f"-d{math.ceil(parse_duration_ms(args.interval) / 1000) + 1}s"]
+
     def run_on() -> tuple[dict[str, float], float, float]:
         coll = start_collectors(args.interval, args.signals)
         try:
+            # one interval under load first: the collector's start (its helper's, the first symbols read) is a
+            # one-time cost, not what it costs the server from then on
+            subprocess.run(wrk[:3] + settle + wrk[4:], capture_output=True, check=True)
             cpu0, t0 = tree_cpu_seconds(coll.pid), time.monotonic()
             on = run_wrk()
             cpu_pct = 100 * (tree_cpu_seconds(coll.pid) - cpu0) / (time.monotonic() - t0)
@@ -306,9 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     pss = max(m[1] for _, _, _, m in rows)
     floor = (f" hooks_only_ratio={statistics.median(f['rps'] / off['rps'] for f, (off, *_) in zip(floors, rows)):.4f}"
              if floors else "")
-    # the rounds' lowest and highest ratio: on a noisy machine the spread says how far the median can be trusted
+    # the rounds' lowest and highest ratio say how far the median can be trusted; cpu_ratio: see the module doc
+    cpu_ratio = 1.0 - (kernel_pct + cpu) / (100.0 * (os.cpu_count() or 1))
     print(f"BENCH overhead throughput_ratio={ratio:.4f} ratio_min={min(ratios):.4f} ratio_max={max(ratios):.4f} "
-          f"p50_added_us={p50:.0f} p99_added_us={p99:.0f} "
+          f"cpu_ratio={cpu_ratio:.4f} p50_added_us={p50:.0f} p99_added_us={p99:.0f} "
           f"cpu_pct={cpu:.2f} rss_mb={rss:.1f} pss_mb={pss:.1f} bpf_cpu_pct={kernel_pct:.2f} "
           f"bpf_ns_per_request={kernel_ns:.0f} "
           f"rounds={len(rows)} signals={args.signals}{floor}")
