@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     from collectors.faults import parse_duration_ms
     settle = [f"-d{math.ceil(parse_duration_ms(args.interval) / 1000) + 1}s"]
 
-    def run_on() -> tuple[dict[str, float], float, float]:
+    def run_on() -> tuple[dict[str, float], float, tuple[float, float]]:
         coll = start_collectors(args.interval, args.signals)
         try:
             # one interval under load first: the collector's start (its helper's, the first symbols read) is a
