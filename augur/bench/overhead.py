@@ -249,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(tmp / "nginx.conf")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     time.sleep(0.5)
-    wrk = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "--latency", f"http://127.0.0.1:{port}/api/x"]
+
+    def wrk_for(seconds: int) -> list[str]:
+        return ["wrk", "-t1", f"-c{args.connections}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/api/x"]
+
+    wrk = wrk_for(args.seconds)
     rows, floors = [], []
     with_floor = args.signals == "all" or "http" in args.signals.split(",")
 
@@ -261,14 +265,14 @@ def main(argv: list[str] | None = None) -> int:
             floors.append(run_wrk())
 
     from collectors.faults import parse_duration_ms
-    settle = [f"-d{math.ceil(parse_duration_ms(args.interval) / 1000) + 1}s"]
+    settle = wrk_for(math.ceil(parse_duration_ms(args.interval) / 1000) + 1)
 
     def run_on() -> tuple[dict[str, float], float, tuple[float, float]]:
         coll = start_collectors(args.interval, args.signals)
         try:
             # one interval under load first: the collector's start (its helper's, the first symbols read) is a
             # one-time cost, not what it costs the server from then on
-            subprocess.run(wrk[:3] + settle + wrk[4:], capture_output=True, check=True)
+            subprocess.run(settle, capture_output=True, check=True)
             cpu0, t0 = tree_cpu_seconds(coll.pid), time.monotonic()
             on = run_wrk()
             cpu_pct = 100 * (tree_cpu_seconds(coll.pid) - cpu0) / (time.monotonic() - t0)
@@ -277,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             stop(coll)
 
     try:
-        subprocess.run(wrk[:3] + ["-d2s"] + wrk[4:], capture_output=True, check=True)  # warm-up
+        subprocess.run(wrk_for(2), capture_output=True, check=True)  # warm-up
         for r in range(args.rounds):
             if r % 2 == 0:     # the order alternates, so a drift within a round favours no side
                 off = run_wrk()
