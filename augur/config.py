@@ -70,6 +70,27 @@ def _non_negative_float(v: Any) -> float:
     return x
 
 
+def _cgroup_paths(v: Any) -> tuple[str, ...]:
+    """``"/system.slice/nginx.service,/kubepods.slice"`` (or a list) -> normalised paths below the cgroup v2 mount,
+    none inside another (a socket in both would run the programs twice); empty: none given."""
+    items = v if isinstance(v, (list, tuple)) else str(v).split(",")
+    out: list[str] = []
+    for item in (str(x).strip() for x in items):
+        if not item:
+            continue
+        parts = [p for p in item.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise ValueError(f"{item!r}: a cgroup path may not contain '..'")
+        path = "/" + "/".join(parts)
+        if path not in out:
+            out.append(path)
+    for a in out:
+        for b in out:
+            if a != b and (a == "/" or b.startswith(a + "/")):
+                raise ValueError(f"{a} contains {b}: list only {a}, whose programs already see {b}'s sockets")
+    return tuple(out)
+
+
 def _bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -134,6 +155,9 @@ OPTIONS: dict[str, Option] = {
     "collect.http-sample-every": Option(_positive_int, 16, "beyond collect.http-exact-rate, one HTTP request in this "
                                         "many, at random, is timed and counted this many times (1: every request, "
                                         "always)"),
+    "collect.http-cgroups": Option(_cgroup_paths, (), "cgroup v2 paths (comma-separated, below its mount, e.g. "
+                                   "/system.slice/nginx.service) whose sockets the HTTP programs watch, and only "
+                                   "theirs: no other packet runs them (empty: the root, every socket of the host)"),
     "collect.profile-hz": Option(_int_between(1, 1000), 49, "profile signal: on-CPU stacks sampled this many "
                                  "times a second on every CPU (49, not 50, so the samples do not beat with timers "
                                  "of round rates)"),

@@ -1,6 +1,7 @@
 /* HTTP/1.x server requests, observed at the sockets with no change to the application.
  *
- * Three programs are linked to the root of the cgroup v2 hierarchy:
+ * Three programs are linked to the root of the cgroup v2 hierarchy, or to the groups of collect.http-cgroups (then
+ * no other socket's packet runs them):
  * - sock_ops marks each connection a server accepts (PASSIVE_ESTABLISHED) with a socket-local storage;
  * - cgroup_skb ingress: on a marked socket, a received segment whose payload starts with an HTTP method opens a
  *   request in that storage;

@@ -2,9 +2,9 @@
 normalised route, for plain HTTP/1.x servers in any language, with no change to the application.
 
 The kernel side watches the packets of accepted sockets (sock_ops and cgroup_skb programs on the cgroup v2
-root), where no process is current, so a request is keyed by its server socket's cgroup and local port: the
-service is the cgroup's name or, for a process in the root or a generic cgroup, the command of the process
-listening on that port."""
+root, or on the groups of ``collect.http-cgroups``), where no process is current, so a request is keyed by its
+server socket's cgroup and local port: the service is the cgroup's name or, for a process in the root or a generic
+cgroup, the command of the process listening on that port."""
 
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ class HttpCollector(Collector):
                                         "EXACT_PER_WINDOW": cfg["collect.http-exact-rate"] * RATE_WINDOW_MS // 1000,
                                         "SAMPLE_EVERY": cfg["collect.http-sample-every"]},
                                cgroup_links={"http_sockops": "sock_ops", "http_ingress": "ingress",
-                                             "http_egress": "egress"})
+                                             "http_egress": "egress"},
+                               cgroups=cfg["collect.http-cgroups"])
         self._untimed_seen = 0
         self.quiet = QuietCounts(PRODUCER, host, cfg["collect.zero-fill-ms"], cfg["collect.max-keys"])
 

@@ -29,7 +29,8 @@ def _link_headers() -> None:
     build, source = modules / "build", modules / "source"
     if build.exists():
         return
-    arch_dirs = sorted(glob.glob("/usr/src/linux-headers-*-amd64")) or sorted(glob.glob("/usr/src/linux-headers-*-arm64"))
+    arch_dirs = (sorted(glob.glob("/usr/src/linux-headers-*-amd64"))
+                 or sorted(glob.glob("/usr/src/linux-headers-*-arm64")))
     common_dirs = sorted(glob.glob("/usr/src/linux-headers-*-common"))
     if not arch_dirs:
         raise EbpfUnavailable(f"kernel headers are missing ({build} does not exist); install them: "
@@ -109,6 +110,18 @@ def require_cgroup2() -> Path:
     _mount("cgroup2", CGROUP2_FALLBACK, "cgroup.procs",
            "cgroup v2 (the HTTP collector links its programs to its root)")
     return CGROUP2_FALLBACK
+
+
+def cgroup_dirs(paths: tuple[str, ...] = ()) -> list[Path]:
+    """The cgroup v2 folders that cgroup programs link to: the root when ``paths`` is empty, else each of
+    ``paths`` (as ``collect.http-cgroups`` normalises them, below the v2 mount), which must exist."""
+    root = require_cgroup2()
+    dirs = [root / p.lstrip("/") for p in paths] or [root]
+    missing = [str(d) for d in dirs if not (d / "cgroup.procs").exists()]
+    if missing:
+        raise EbpfUnavailable(f"no cgroup v2 group at {', '.join(missing)}: give paths below {root} of groups that "
+                              f"exist (collect.http-cgroups)")
+    return dirs
 
 
 def tracepoint_exists(category: str, event: str) -> bool:

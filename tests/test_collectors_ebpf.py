@@ -580,10 +580,10 @@ def empty_answers_server():
     return srv
 
 
-def get_on_one_connection(srv, requests: dict[str, int]) -> None:
-    """GET each path the given number of times, in order, on one keep-alive connection."""
+def get_on_one_connection(port: int, requests: dict[str, int]) -> None:
+    """GET each path the given number of times, in order, on one keep-alive connection to the server on port."""
     import http.client
-    conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port)
     for path, n in requests.items():
         for _ in range(n):
             conn.request("GET", path)
@@ -601,7 +601,7 @@ def test_http_requests_a_full_key_map_has_no_room_for_are_counted_as_unaggregate
     try:
         c.collect(0, 1)
         c.health()
-        get_on_one_connection(srv, {"/first": 30, "/second": 20})
+        get_on_one_connection(srv.server_address[1], {"/first": 30, "/second": 20})
         time.sleep(0.1)
         out = valid(c.collect(1, 1000))
         assert total(out, "http.server.requests", **{"http.route": "/first"}) == 30
@@ -625,7 +625,7 @@ def test_http_sampling_beyond_the_exact_rate_counts_each_sampled_request_for_tho
         c.collect(0, 1)
         c.health()
         mix = {"/ok": 1200, "/fail": 400, "/slow": 150}
-        get_on_one_connection(srv, mix)
+        get_on_one_connection(srv.server_address[1], mix)
         time.sleep(0.1)
         out = valid(c.collect(1, 1000))
         mine = [s for s in out if s["attrs"].get("http.route") in mix]
@@ -645,6 +645,68 @@ def test_http_sampling_beyond_the_exact_rate_counts_each_sampled_request_for_tho
     finally:
         c.close()
         srv.shutdown()
+
+
+EMPTY_ANSWERS_SERVER = """
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+
+srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"""
+
+
+def test_http_programs_linked_to_a_cgroup_see_its_servers_and_no_other():
+    """collect.http-cgroups: a server in the listed group is measured exactly and named after the group; a server
+    outside it (this process's) is not seen."""
+    from collectors.http import HttpCollector
+    from infra import ebpf
+
+    group = ebpf.require_cgroup2() / f"augur-test-http-{os.getpid()}"
+    group.mkdir()
+    inside = outside = c = None
+    try:
+        inside = subprocess.Popen([sys.executable, "-c", EMPTY_ANSWERS_SERVER], stdout=subprocess.PIPE, text=True,
+                                  preexec_fn=lambda: (group / "cgroup.procs").write_text(str(os.getpid())))
+        inside_port = int(inside.stdout.readline())
+        outside = empty_answers_server()
+        c = HttpCollector(Config({"collect.http-cgroups": "/" + group.name}), HOST)
+        c.collect(0, 1)
+        get_on_one_connection(inside_port, {"/inside": 25})
+        get_on_one_connection(outside.server_address[1], {"/outside": 15})
+        time.sleep(0.1)
+        out = valid(c.collect(1, 1000))
+        assert total(out, "http.server.requests", service=group.name, **{"http.route": "/inside",
+                                                                          series.HTTP_STATUS_CLASS: "2xx"}) == 25
+        assert not by_metric(out, "http.server.requests", **{"http.route": "/outside"})
+    finally:
+        if c:
+            c.close()
+        if outside:
+            outside.shutdown()
+        if inside:
+            inside.kill()
+            inside.wait()
+        group.rmdir()
+
+
+def test_the_http_collector_names_a_cgroup_that_does_not_exist():
+    from collectors.http import HttpCollector
+    from infra import ebpf
+
+    before = bpf_prog_fds()
+    with pytest.raises(ebpf.EbpfUnavailable, match="no cgroup v2 group at .*augur-no-such-group"):
+        HttpCollector(Config({"collect.http-cgroups": "/augur-no-such-group"}), HOST)
+    assert bpf_prog_fds() == before   # nothing left loaded
 
 
 def test_route_normalisation_and_cap():

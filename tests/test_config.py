@@ -32,3 +32,18 @@ def test_unknown_keys_and_bad_values_are_errors():
 
 def test_env_names():
     assert env_name("kafka.bootstrap-servers") == "AUGUR_KAFKA_BOOTSTRAP_SERVERS"
+
+
+def test_http_cgroup_paths_are_normalised_and_may_not_nest():
+    """collect.http-cgroups: a socket in two listed groups, one inside the other, would run the programs twice."""
+    assert Config()["collect.http-cgroups"] == ()   # the root: every socket
+    cfg = Config.load(environ={env_name("collect.http-cgroups"): "system.slice/nginx.service/, /kubepods.slice"})
+    assert cfg["collect.http-cgroups"] == ("/system.slice/nginx.service", "/kubepods.slice")
+    assert Config({"collect.http-cgroups": ["/a", "/a/"]})["collect.http-cgroups"] == ("/a",)
+    assert Config({"collect.http-cgroups": "/a,/ab"})["collect.http-cgroups"] == ("/a", "/ab")  # siblings
+    with pytest.raises(ConfigError, match="/a contains /a/b"):
+        Config({"collect.http-cgroups": "/a/b,/a"})
+    with pytest.raises(ConfigError, match="/ contains /x"):
+        Config({"collect.http-cgroups": "/x,/"})
+    with pytest.raises(ConfigError, match=r"'\.\.'"):
+        Config({"collect.http-cgroups": "/a/../b"})

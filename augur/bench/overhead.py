@@ -20,6 +20,11 @@ any contention for caches, and its programs' figure includes the accounting's ow
 When the ``http`` collector is among those loaded, each round also runs wrk with only two ``cgroup_skb`` programs
 that do nothing (``bpf/bench/hook_floor.bpf.c``) linked where ``http`` links its own: ``hooks_only_ratio``, the
 throughput that the hook alone leaves, is the floor of any collector that reads packets there.
+
+``--http-scope server`` starts nginx in a cgroup of its own, as a service manager would, and links the ``http``
+programs (``collect.http-cgroups``) and the floor's to that group only: the client's packets (wrk's, in the bench's
+own group) then run no program. The default, ``root``, links them to the root, where every socket of the host
+passes through them.
 """
 
 from __future__ import annotations
@@ -152,7 +157,7 @@ def program_name(prog_id: int) -> str:
         os.close(fd)
 
 
-def programs_cpu(wrk: list[str], args) -> tuple[float, float, list[tuple[str, str, float, float]]]:
+def programs_cpu(wrk: list[str], args, http_cgroups: str) -> tuple[float, float, list[tuple[str, str, float, float]]]:
     """One more run with collectors and ``kernel.bpf_stats_enabled`` on (not during the rounds: the accounting
     reads the clock twice per program run, a cost of its own): the programs' CPU (% of one core), ns per request,
     and per program ``(name, type, runs per request, ns per run)``, busiest first. NaN and no rows where the kernel
@@ -160,7 +165,7 @@ def programs_cpu(wrk: list[str], args) -> tuple[float, float, list[tuple[str, st
     if not BPF_STATS.exists():
         return float("nan"), float("nan"), []
     before = BPF_STATS.read_text().strip()
-    coll = start_collectors(args.interval, args.signals)
+    coll = start_collectors(args.interval, args.signals, http_cgroups)
     try:
         BPF_STATS.write_text("1")
         runs0, t0 = program_runs(coll.pid), time.monotonic()
@@ -189,8 +194,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_collectors(interval: str, signals: str) -> subprocess.Popen:
-    env = {**os.environ, "AUGUR_COLLECT_PROMETHEUS_PORT": "0"}
+def start_collectors(interval: str, signals: str, http_cgroups: str = "") -> subprocess.Popen:
+    env = {**os.environ, "AUGUR_COLLECT_PROMETHEUS_PORT": "0", "AUGUR_COLLECT_HTTP_CGROUPS": http_cgroups}
     proc = subprocess.Popen([sys.executable, "-m", "augur.cli", "collect", "--stdout", "--interval", interval,
                              "--signals", signals],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
@@ -213,11 +218,16 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 class HookFloor:
-    """Two empty ``cgroup_skb`` programs linked to the cgroup v2 root while it is open (see the module doc)."""
+    """Two empty ``cgroup_skb`` programs linked to the cgroup v2 root, or to ``cgroups``, while it is open (see the
+    module doc)."""
+
+    def __init__(self, cgroups: tuple[str, ...] = ()):
+        self.cgroups = cgroups
 
     def __enter__(self):
         from collectors.bpf_loader import BpfProgram, release_compiler_memory
-        self.prog = BpfProgram("bench/hook_floor", cgroup_links={"floor_ingress": "ingress", "floor_egress": "egress"})
+        self.prog = BpfProgram("bench/hook_floor", cgroup_links={"floor_ingress": "ingress", "floor_egress": "egress"},
+                               cgroups=self.cgroups)
         # this process compiled too: its pages of the compiler go, or the collector's copy of a page mapped by both
         # would stay resident (the kernel pages out only pages one process maps) and count in the collector's RSS
         release_compiler_memory()
@@ -227,6 +237,28 @@ class HookFloor:
         self.prog.close()
 
 
+class ServerGroup:
+    """A cgroup v2 group of its own for the server (``--http-scope server``), removed again at the end."""
+
+    def __init__(self):
+        from infra import ebpf
+        self.path = f"/augur-bench-{os.getpid()}"
+        self.dir = ebpf.require_cgroup2() / self.path.lstrip("/")
+        self.dir.mkdir()
+
+    def enter(self) -> None:
+        """In the child before it runs the server (``preexec_fn``)."""
+        (self.dir / "cgroup.procs").write_text(str(os.getpid()))
+
+    def remove(self) -> None:
+        for _ in range(50):  # the group can be removed once its last process has gone
+            try:
+                self.dir.rmdir()
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="augur bench overhead", description=__doc__)
     ap.add_argument("--rounds", type=int, default=4, help="pairs of runs without/with collectors")
@@ -234,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--interval", default="2s", help="collector flush interval during the runs")
     ap.add_argument("--signals", default="all", help="collectors to load (default all)")
+    ap.add_argument("--http-scope", choices=("root", "server"), default="root",
+                    help="link the http programs to the cgroup v2 root (every socket) or to nginx's own group")
     args = ap.parse_args(argv)
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
@@ -246,8 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="augur-bench-"))
     port = free_port()
     (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=port))
+    group = ServerGroup() if args.http_scope == "server" else None
+    http_cgroups = (group.path,) if group else ()
     nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(tmp / "nginx.conf")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+                             preexec_fn=group.enter if group else None)
     time.sleep(0.5)
 
     def wrk_for(seconds: int) -> list[str]:
@@ -261,14 +298,14 @@ def main(argv: list[str] | None = None) -> int:
         return parse_wrk(subprocess.run(wrk, capture_output=True, text=True, check=True).stdout)
 
     def run_floor() -> None:
-        with HookFloor():
+        with HookFloor(http_cgroups):
             floors.append(run_wrk())
 
     from collectors.faults import parse_duration_ms
     settle = wrk_for(math.ceil(parse_duration_ms(args.interval) / 1000) + 1)
 
     def run_on() -> tuple[dict[str, float], float, tuple[float, float]]:
-        coll = start_collectors(args.interval, args.signals)
+        coll = start_collectors(args.interval, args.signals, ",".join(http_cgroups))
         try:
             # one interval under load first: the collector's start (its helper's, the first symbols read) is a
             # one-time cost, not what it costs the server from then on
@@ -298,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                   f" | on {on['rps']:9.0f} req/s p50 {on['p50_us']:7.0f} us p99 {on['p99_us']:7.0f} us"
                   f" | collector {cpu_pct:5.1f}% cpu {mem[0]:6.1f} MB (PSS {mem[1]:5.1f})"
                   + (f" | hooks only {floors[-1]['rps']:9.0f} req/s" if with_floor else ""), flush=True)
-        kernel_pct, kernel_ns, per_program = programs_cpu(wrk, args)
+        kernel_pct, kernel_ns, per_program = programs_cpu(wrk, args, ",".join(http_cgroups))
         print(f"a last run with the kernel's BPF accounting on: the programs ran {kernel_pct:.2f}% of one core, "
               f"{kernel_ns:.0f} ns per request (the accounting's own clock reads included, about 25 ns a run)",
               flush=True)
@@ -314,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
             nginx.wait(10)
         except subprocess.TimeoutExpired:
             nginx.kill()
+            nginx.wait()
+        if group:
+            group.remove()
         shutil.rmtree(tmp, ignore_errors=True)
     ratios = [on["rps"] / off["rps"] for off, on, _, _ in rows]
     ratio = statistics.median(ratios)
@@ -330,5 +370,5 @@ def main(argv: list[str] | None = None) -> int:
           f"cpu_ratio={cpu_ratio:.4f} p50_added_us={p50:.0f} p99_added_us={p99:.0f} "
           f"cpu_pct={cpu:.2f} rss_mb={rss:.1f} pss_mb={pss:.1f} bpf_cpu_pct={kernel_pct:.2f} "
           f"bpf_ns_per_request={kernel_ns:.0f} "
-          f"rounds={len(rows)} signals={args.signals}{floor}")
+          f"rounds={len(rows)} signals={args.signals} http_scope={args.http_scope}{floor}")
     return 0
