@@ -18,14 +18,14 @@ from collectors import procfs, samples
 from collectors.base import Collector
 from collectors.bpf_loader import BpfProgram, comm
 from collectors.enrich import CgroupNames
-from collectors.symbolizer import FRAME_CHARS, UNKNOWN, Symbolizer
+from collectors.elf_symbols import FRAME_CHARS, UNKNOWN, ProcessSymbols, SymbolFiles
 
 PRODUCER = samples.producer("augur-collector-profile")
 KERNEL_FRAMES, USER_FRAMES = 20, 40  # bpf/profile.h
 OTHER_STACKS = "[other stacks]"
 TRUNCATED = "[truncated]"
 MAX_CACHED_FRAMES = 1 << 16  # resolved addresses kept per process (and for the kernel)
-KEEP_IDLE_INTERVALS = 6  # a process not sampled for this many intervals has its names dropped (and the helper's cache)
+KEEP_IDLE_INTERVALS = 6  # a process not sampled for this many intervals has its names and mappings dropped
 MAX_IDLE_PROCESSES = 64  # ... and at most this many processes not sampled in the last interval keep theirs
 MAX_RECORD_CHARS = 256 * 1024  # frames' characters per record (100 stacks of 62 frames of 256 would be 1.6 MB)
 
@@ -57,22 +57,24 @@ def process_name(pid: int) -> str | None:
 
 
 class UserSymbols:
-    """User frames' names per process, keyed by pid and start time (a reused pid is another process), resolved by
-    the helper process of :mod:`collectors.symbolizer` (bcc's symbol caches may close a descriptor that is not
-    theirs, so they do not run in the collector's process). Each interval's new addresses go in one request.
-    A process's names, and the helper's cache for it, are kept while it is sampled and for ``keep_idle_intervals``
-    intervals after, for at most ``max_idle`` processes at a time that were not sampled in the last interval (the
-    most recently sampled kept): a sampling profiler misses a process that runs little in some intervals, and its
-    symbols, read again, cost the helper the process's ELF symbol tables."""
+    """User frames' names per process, keyed by pid and start time (a reused pid is another process), resolved in
+    this process from the ELF files the process maps (:mod:`collectors.elf_symbols`). A process's mappings are read
+    when it is first sampled, and again within an interval when an address falls outside all of them (it loaded a
+    library since). Its names and mappings are kept while it is sampled and for ``keep_idle_intervals`` intervals
+    after, for at most ``max_idle`` processes at a time that were not sampled in the last interval (the most
+    recently sampled kept): a sampling profiler misses a process that runs little in some intervals. The files'
+    symbols are shared by all processes and bounded on their own (:class:`collectors.elf_symbols.SymbolFiles`)."""
 
-    def __init__(self, symbolizer: Symbolizer | None = None, keep_idle_intervals: int = KEEP_IDLE_INTERVALS,
+    def __init__(self, files: SymbolFiles | None = None, keep_idle_intervals: int = KEEP_IDLE_INTERVALS,
                  max_idle: int = MAX_IDLE_PROCESSES):
-        self.symbolizer = symbolizer or Symbolizer()
+        self.files = files or SymbolFiles()
         self.keep_idle_intervals, self.max_idle = keep_idle_intervals, max_idle
         self._names: dict[tuple[int, int], dict[int, str]] = {}  # the frames resolved, per process
+        self._maps: dict[tuple[int, int], ProcessSymbols] = {}   # its executable mappings
         self._interval: dict[int, tuple[int, int] | None] = {}  # pid -> its key this interval (None: exited)
         self._last_sampled: dict[tuple[int, int], int] = {}     # key -> the last interval it was sampled in
         self._intervals = 0
+        self.maps_read = 0   # how many times a process's mappings were read (for tests and the curious)
 
     def _key(self, pid: int) -> tuple[int, int] | None:
         if pid not in self._interval:
@@ -84,26 +86,24 @@ class UserSymbols:
         return self._interval[pid]
 
     def prefetch(self, stacks) -> None:
-        """Resolve, in one request to the helper, the addresses of ``stacks`` (``(pid, addresses)`` pairs) not
-        resolved yet. If the helper fails they stay unresolved: :meth:`frames` gives ``[unknown]`` for them this
-        interval, and they are asked for again the next."""
+        """Resolve the addresses of ``stacks`` (``(pid, addresses)`` pairs) not resolved yet."""
         wanted: dict[tuple[int, int], set[int]] = defaultdict(set)
         for pid, addrs in stacks:
             key = self._key(pid) if addrs else None   # no user stack (a kernel thread): nothing to resolve
             if key is not None:
                 names = self._names[key]
                 wanted[key].update(a for a in addrs if a not in names)
-        requests = [(pid, start, sorted(addrs)) for (pid, start), addrs in wanted.items() if addrs]
-        if not requests:
-            return
-        resolved = self.symbolizer.resolve(requests, list(self._names))   # the helper keeps the caches kept here
-        if resolved is None:
-            return
-        for (pid, start, addrs), names in zip(requests, resolved):
-            cache = self._names[(pid, start)]
-            if len(cache) + len(addrs) > MAX_CACHED_FRAMES:  # a JIT can make addresses without end
-                cache.clear()
-            cache.update(zip(addrs, names))
+        for key, addrs in wanted.items():
+            if not addrs:
+                continue
+            maps = self._maps.get(key)
+            if maps is None or not all(maps.maps(a) for a in addrs):   # new, or it mapped more since
+                maps = self._maps[key] = ProcessSymbols(key[0], self.files)
+                self.maps_read += 1
+            names = self._names[key]
+            if len(names) + len(addrs) > MAX_CACHED_FRAMES:  # a JIT can make addresses without end
+                names.clear()
+            names.update((a, maps.frame(a)) for a in addrs)
 
     def frames(self, pid: int, addrs) -> list[str]:
         if not addrs:
@@ -124,16 +124,13 @@ class UserSymbols:
         for i, key in enumerate(idle):
             if i >= self.max_idle or now - self._last_sampled.get(key, 0) >= self.keep_idle_intervals:
                 del self._names[key]
+                self._maps.pop(key, None)
                 self._last_sampled.pop(key, None)
         self._interval = {}
 
     def cached(self) -> set[tuple[int, int]]:
         """The processes (pid, start time) whose names are kept."""
         return set(self._names)
-
-    def close(self) -> None:
-        self._names, self._interval, self._last_sampled = {}, {}, {}
-        self.symbolizer.close()
 
 
 class ProfileCollector(Collector):
@@ -147,10 +144,10 @@ class ProfileCollector(Collector):
         self.prog = BpfProgram("profile", {"MAX_KEYS": cfg["collect.max-keys"]})
         try:
             self.prog.attach_cpu_clock("on_cpu_sample", self.hz)
-            self.symbols = UserSymbols()   # its helper starts at the first request, after the compiler's pages went
         except BaseException:
             self.prog.close()
             raise
+        self.symbols = UserSymbols()
         self._ksyms: dict[int, str] = {}
         self._records: list[dict] = []
         self.prog.bpf.ksym(0)  # bcc reads the kernel's symbols now (about 40 ms, 10 MB), not in the first interval
@@ -192,7 +189,3 @@ class ProfileCollector(Collector):
     def profiles(self) -> list[dict]:
         out, self._records = self._records, []
         return out
-
-    def close(self) -> None:
-        super().close()
-        self.symbols.close()

@@ -165,7 +165,7 @@ def test_the_collectors_do_not_load_numpy():
     """The collector process imports none of the numerical stack (NumPy alone is about 15 MB resident): what it
     imports to collect, its config included, must not pull it in."""
     from collectors.runner import SIGNALS
-    modules = ["augur.cli", "collectors.runner", "collectors.output", "collectors.symbolizer"] + [
+    modules = ["augur.cli", "collectors.runner", "collectors.output", "collectors.elf_symbols"] + [
         target.split(":")[0] for target in SIGNALS.values()]
     code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "print('numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

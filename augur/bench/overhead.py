@@ -2,11 +2,11 @@
 
 nginx (one worker) answers a loopback wrk load; each round runs it without and with every collector loaded
 (``augur collect`` as its own process, as deployed), in one order in even rounds and the other in odd ones. A run
-with the collectors starts after they have run one interval under the load, so that their start (the symbolizer
-helper's, the first symbols read) is not counted as what they cost from then on.
-Reports the throughput ratio, added p50/p99 latency, the collector's CPU (% of one core) and memory (with its
-helper process's, the profile signal's symbolizer): ``rss_mb`` counts the libraries both processes map twice,
-``pss_mb`` shares each page among the processes that map it. Each round pair is compared within the same run. A
+with the collectors starts after they have run one interval under the load, so that their start (the first
+symbols read) is not counted as what they cost from then on.
+Reports the throughput ratio, added p50/p99 latency, the collector's CPU (% of one core) and memory (with any
+child process's): ``rss_mb`` counts the pages of the libraries it maps, ``pss_mb`` shares each such page among the
+processes that map it. Each round pair is compared within the same run. A
 last run measures the CPU the eBPF programs use in the kernel (% of one core, and ns per request) with the kernel's own
 accounting (``kernel.bpf_stats_enabled``): unlike the throughput ratio this does not move with a noisy
 neighbour, but it counts only the programs' run time, not what their hooks cost around them; it is also printed
@@ -94,8 +94,8 @@ def proc_cpu_seconds(pid: int) -> float:
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of the process, of its children it has waited for and of its live children (the profile
-    collector's symbolizer helper): what running the collector costs, whichever process spends it."""
+    """CPU time of the process, of its children it has waited for and of its live children: what running the
+    collector costs, whichever process spends it."""
     from collectors.procfs import children, pid_stat
     fields = pid_stat(pid)
     if fields is None:   # a child that exited since it was listed: its parent counts it once it waits for it
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     def run_on() -> tuple[dict[str, float], float, tuple[float, float]]:
         coll = start_collectors(args.interval, args.signals, ",".join(http_cgroups))
         try:
-            # one interval under load first: the collector's start (its helper's, the first symbols read) is a
+            # one interval under load first: the collector's start (the first symbols read) is a
             # one-time cost, not what it costs the server from then on
             subprocess.run(settle, capture_output=True, check=True)
             cpu0, t0 = tree_cpu_seconds(coll.pid), time.monotonic()
