@@ -19,6 +19,7 @@ addresses and its string tables; a name is decoded when an address resolves to i
 from __future__ import annotations
 
 import bisect
+import contextlib
 import ctypes
 import ctypes.util
 import mmap
@@ -85,15 +86,20 @@ class ElfSymbols:
 
     def __init__(self, data, debug_root: Path = Path("/")):
         self.segments, sections = _headers(data)
-        sources = [(data, sections, [s for s in sections if s[1] in (SHT_SYMTAB, SHT_DYNSYM)])]
         build_id = _build_id(data, sections)
-        if build_id and not any(s[1] == SHT_SYMTAB for s in sections):
-            try:
-                debug = (debug_root / DEBUG_DIR / build_id[:2] / f"{build_id[2:]}.debug").read_bytes()
-                debug_sections = _headers(debug)[1]
-                sources.append((debug, debug_sections, [s for s in debug_sections if s[1] == SHT_SYMTAB]))
-            except (OSError, ValueError, struct.error):
-                pass
+        with contextlib.ExitStack() as stack:
+            sources = [(data, sections, [s for s in sections if s[1] in (SHT_SYMTAB, SHT_DYNSYM)])]
+            if build_id and not any(s[1] == SHT_SYMTAB for s in sections):
+                try:
+                    debug = stack.enter_context(_mapped(debug_root / DEBUG_DIR / build_id[:2]
+                                                        / f"{build_id[2:]}.debug"))
+                    debug_sections = _headers(debug)[1]
+                    sources.append((debug, debug_sections, [s for s in debug_sections if s[1] == SHT_SYMTAB]))
+                except (OSError, ValueError, struct.error):
+                    pass
+            self._read_symbols(sources)
+
+    def _read_symbols(self, sources) -> None:
         self._strtabs: list[bytes] = []
         found: dict[int, tuple[int, tuple, int, int]] = {}  # address -> (size, rank, string table, name offset)
         for blob, secs, tables in sources:
@@ -103,8 +109,9 @@ class ElfSymbols:
                 strtab = bytes(blob[secs[link][4]:secs[link][4] + secs[link][5]])
                 self._strtabs.append(strtab)
                 which = len(self._strtabs) - 1
+                table = blob[offset:offset + size]
                 for st_name, st_info, _, st_shndx, value, sym_size in _SYM.iter_unpack(
-                        blob[offset:offset + size - size % entsize]):
+                        table[:len(table) - len(table) % entsize]):   # whole entries, also of a table cut short
                     if (st_info & 0xF) not in (STT_FUNC, STT_GNU_IFUNC) or st_shndx == 0 or value == 0:
                         continue
                     rank = _rank(strtab, st_name, st_info >> 4)
@@ -133,7 +140,9 @@ class ElfSymbols:
         return strtab[offset:end if end >= 0 else len(strtab)].decode("utf-8", "replace")
 
 
-def read_elf(path: str | os.PathLike, debug_root: Path = Path("/")) -> ElfSymbols:
+@contextlib.contextmanager
+def _mapped(path: str | os.PathLike):
+    """The file's bytes, mapped (not read: a debug file can be gigabytes), as a memoryview while in the block."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
@@ -141,11 +150,17 @@ def read_elf(path: str | os.PathLike, debug_root: Path = Path("/")) -> ElfSymbol
         with mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as m:
             view = memoryview(m)
             try:
-                return ElfSymbols(view, debug_root)
-            except struct.error as e:   # a header or table that points past the end of the file
-                raise ValueError(f"a truncated ELF file: {e}") from None
+                yield view
             finally:
                 view.release()
+
+
+def read_elf(path: str | os.PathLike, debug_root: Path = Path("/")) -> ElfSymbols:
+    with _mapped(path) as data:
+        try:
+            return ElfSymbols(data, debug_root)
+        except struct.error as e:   # a header that points past the end of the file
+            raise ValueError(f"a truncated ELF file: {e}") from None
 
 
 class _Demangler:

@@ -7,6 +7,7 @@ import ctypes
 import mmap
 import os
 import shutil
+import struct
 import time
 
 import pytest
@@ -147,3 +148,41 @@ def test_a_file_that_is_not_a_whole_64_bit_elf_file_is_refused(tmp_path, text):
     bad.write_bytes(text)
     with pytest.raises(ValueError):
         read_elf(bad)
+
+
+def debug_file(functions: dict[str, tuple[int, int]]) -> bytes:
+    """A minimal ELF64 debug file: a header, and a .symtab of ``name -> (address, size)`` functions with its
+    string table (what ``objcopy --only-keep-debug`` leaves, as far as symbols go)."""
+    strtab = b"\0" + b"".join(name.encode() + b"\0" for name in functions)
+    symtab, at = bytes(24), 1   # entry 0 is the null symbol
+    for name, (addr, size) in functions.items():
+        symtab += struct.pack("<IBBHQQ", at, (1 << 4) | 2, 0, 12, addr, size)   # GLOBAL FUNC, in a section
+        at += len(name) + 1
+    body_at = 64
+    headers_at = body_at + len(symtab) + len(strtab)
+    sections = bytes(64)   # the null section
+    sections += struct.pack("<IIQQQQIIQQ", 0, 2, 0, 0, body_at, len(symtab), 2, 1, 8, 24)          # .symtab
+    sections += struct.pack("<IIQQQQIIQQ", 0, 3, 0, 0, body_at + len(symtab), len(strtab), 0, 0, 1, 0)  # .strtab
+    header = struct.pack("<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01" + bytes(9), 3, 62, 1, 0, 0, headers_at, 0,
+                         64, 56, 0, 64, 3, 0)
+    return header + symtab + strtab + sections
+
+
+def test_a_library_without_symtab_takes_its_functions_from_the_debug_file_named_by_its_build_id(tmp_path):
+    """A distribution's library keeps only .dynsym; its debug package puts the full .symtab under
+    /usr/lib/debug/.build-id/XX/REST.debug, found by the library's build id."""
+    from collectors.elf_symbols import DEBUG_DIR, _build_id, _headers, read_elf
+
+    lib = "/usr/lib/x86_64-linux-gnu/libz.so.1"
+    data = open(lib, "rb").read()
+    build_id = _build_id(data, _headers(data)[1])
+    plain = read_elf(lib, debug_root=tmp_path)
+    hidden = plain.starts[len(plain.starts) // 2] + 1        # inside some exported function of libz
+    inside = plain.ends[-1] + 64                                # past the last exported function
+    debug = tmp_path / DEBUG_DIR / build_id[:2] / f"{build_id[2:]}.debug"
+    debug.parent.mkdir(parents=True)
+    debug.write_bytes(debug_file({"augur_static_helper": (inside, 32)}))
+    with_debug = read_elf(lib, debug_root=tmp_path)
+    assert plain.name(inside + 4) is None
+    assert with_debug.name(inside + 4) == "augur_static_helper"
+    assert with_debug.name(hidden) == plain.name(hidden)     # the exported names are still there
