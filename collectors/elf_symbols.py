@@ -21,7 +21,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import ctypes
-import ctypes.util
 import mmap
 import os
 import struct
@@ -32,6 +31,7 @@ from pathlib import Path
 FRAME_CHARS = 256  # the schema's bound on a frame
 UNKNOWN = "[unknown]"
 MAX_FILES = 256
+MAX_JIT_SYMBOLS = 1_000_000  # functions kept per process from a JIT's perf map
 MAX_TABLE_SYMBOLS = 2_000_000  # a larger symbol table (libLLVM's has about 45,000 entries) is not read
 DEBUG_DIR = Path("usr/lib/debug/.build-id")
 
@@ -169,7 +169,7 @@ class _Demangler:
     def __init__(self):
         self._fn = self._free = None
         try:
-            lib = ctypes.CDLL(ctypes.util.find_library("stdc++") or "libstdc++.so.6")
+            lib = ctypes.CDLL("libstdc++.so.6")   # (find_library would start ldconfig)
             self._fn = getattr(lib, "__cxa_demangle")  # not lib.__cxa_demangle: a class mangles that name
             self._fn.restype = ctypes.c_void_p
             self._fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
@@ -215,6 +215,47 @@ def executable_mappings(maps_text: str) -> list[_Mapping]:
     return out
 
 
+class _PerfMap:
+    """A JIT's ``/tmp/perf-PID.map``, read on from where the last read stopped."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._read_to = 0
+        self._functions: dict[int, tuple[int, str]] = {}   # start -> (end, name)
+        self._starts: list[int] = []
+
+    def name(self, addr: int) -> str | None:
+        self._read_more()
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0:
+            end, name = self._functions[self._starts[i]]
+            if addr < end:
+                return name[:FRAME_CHARS]
+        return None
+
+    def _read_more(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                if os.fstat(f.fileno()).st_size <= self._read_to:
+                    return
+                f.seek(self._read_to)
+                data = f.read()
+        except OSError:
+            return
+        whole = data.rfind(b"\n") + 1   # a line still being written is read the next time
+        self._read_to += whole
+        for line in data[:whole].decode("utf-8", "replace").splitlines():
+            parts = line.split(None, 2)
+            if len(parts) < 3 or len(self._functions) >= MAX_JIT_SYMBOLS:
+                continue
+            try:
+                start, size = int(parts[0], 16), int(parts[1], 16)
+            except ValueError:
+                continue
+            self._functions[start] = (start + size, parts[2])
+        self._starts = sorted(self._functions)
+
+
 class ProcessSymbols:
     """One process's executable mappings (read once, when created) and its names for addresses in them."""
 
@@ -225,7 +266,7 @@ class ProcessSymbols:
         except OSError:
             self.mappings = []
         self._starts = [m.start for m in self.mappings]
-        self._perf_map: tuple[int, list[int], list[tuple[int, str]]] | None = None
+        self._perf_map: _PerfMap | None = None
 
     def _mapping(self, addr: int) -> _Mapping | None:
         i = bisect.bisect_right(self._starts, addr) - 1
@@ -261,29 +302,13 @@ class ProcessSymbols:
         return f"[{os.path.basename(m.path.removesuffix(' (deleted)'))}]"[:FRAME_CHARS]
 
     def _jit_name(self, addr: int) -> str | None:
-        """From ``/tmp/perf-PID.map`` (``START SIZE NAME`` in hex, one function a line), read again when it grew."""
-        pid = self._namespace_pid()
-        path = self.proc / str(self.pid) / "root" / "tmp" / f"perf-{pid}.map"
-        try:
-            size = path.stat().st_size
-            if self._perf_map is None or self._perf_map[0] != size:
-                entries = []
-                for line in path.read_text(errors="replace").splitlines():
-                    parts = line.split(None, 2)
-                    if len(parts) == 3:
-                        try:
-                            entries.append((int(parts[0], 16), int(parts[1], 16), parts[2]))
-                        except ValueError:
-                            continue
-                entries.sort()
-                self._perf_map = (size, [e[0] for e in entries], [(e[0] + e[1], e[2]) for e in entries])
-        except OSError:
-            return None
-        _, starts, rest = self._perf_map
-        i = bisect.bisect_right(starts, addr) - 1
-        if i >= 0 and addr < rest[i][0]:
-            return rest[i][1][:FRAME_CHARS]
-        return None
+        """From ``/tmp/perf-PID.map`` (``START SIZE NAME``, hex, a function a line, appended to as the JIT compiles;
+        a later line for the same start wins). What was added since the last look is read, up to
+        ``MAX_JIT_SYMBOLS`` functions."""
+        if self._perf_map is None:
+            path = self.proc / str(self.pid) / "root" / "tmp" / f"perf-{self._namespace_pid()}.map"
+            self._perf_map = _PerfMap(path)
+        return self._perf_map.name(addr)
 
     def _namespace_pid(self) -> int:
         """The process's pid in its own pid namespace (the number a JIT in a container names its map file by)."""

@@ -45,6 +45,15 @@ def test_a_jit_function_is_named_from_the_perf_map_and_other_anonymous_code_is_u
         with open(perf_map, "a") as f:                          # the JIT adds a function: the map is read again
             f.write(f"{start + 4096:x} 40 LazyCompile:*parse server.js:40\n")
         assert me.frame(start + 4100) == "LazyCompile:*parse server.js:40"
+        with open(perf_map, "a") as f:                          # a line not yet finished is not read ...
+            f.write(f"{start + 5000:x} 40 LazyCompile:*ren")
+            f.flush()
+            assert me.frame(start + 5010) == UNKNOWN
+            f.write("der server.js:77\n")                     # ... until it is
+        assert me.frame(start + 5010) == "LazyCompile:*render server.js:77"
+        with open(perf_map, "a") as f:                          # recompiled at the same place: the later line wins
+            f.write(f"{start:x} 100 LazyCompile:*handleRequest server.js:13\n")
+        assert me.frame(start + 16) == "LazyCompile:*handleRequest server.js:13"
     finally:
         os.unlink(perf_map)
         code.close()
