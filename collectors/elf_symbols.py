@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import mmap
 import os
+import stat
 import struct
 from array import array
 from collections import OrderedDict
@@ -32,6 +33,7 @@ FRAME_CHARS = 256  # the schema's bound on a frame
 UNKNOWN = "[unknown]"
 MAX_FILES = 256
 MAX_JIT_SYMBOLS = 1_000_000  # functions kept per process from a JIT's perf map
+PERF_MAP_READ_BYTES = 16 << 20  # read of a perf map at a time (a JIT's map grows without end)
 MAX_TABLE_SYMBOLS = 2_000_000  # a larger symbol table (libLLVM's has about 45,000 entries) is not read
 DEBUG_DIR = Path("usr/lib/debug/.build-id")
 
@@ -140,22 +142,37 @@ class ElfSymbols:
         return strtab[offset:end if end >= 0 else len(strtab)].decode("utf-8", "replace")
 
 
+def open_regular(path: str | os.PathLike, follow: bool = True) -> int:
+    """A descriptor of ``path`` if it is a regular file. Any process names the files read here (its mappings, its
+    perf map), so a FIFO must not block the collector (the open does not wait, and only a regular file is kept),
+    and with ``follow=False`` a symbolic link is refused, not followed into the collector's own file system."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f"{path} is not a regular file")
+    return fd
+
+
 @contextlib.contextmanager
-def _mapped(path: str | os.PathLike):
-    """The file's bytes, mapped (not read: a debug file can be gigabytes), as a memoryview while in the block."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+def _mapped(path: str | os.PathLike | int):
+    """The file's bytes (a path, or a descriptor of a regular file, which is closed at the end), mapped (not read:
+    a debug file can be gigabytes), as a memoryview while in the block."""
+    fd = path if isinstance(path, int) else open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
         if size == 0:
             raise ValueError("an empty file")
-        with mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as m:
+        with mmap.mmap(fd, size, prot=mmap.PROT_READ) as m:
             view = memoryview(m)
             try:
                 yield view
             finally:
                 view.release()
+    finally:
+        os.close(fd)
 
 
-def read_elf(path: str | os.PathLike, debug_root: Path = Path("/")) -> ElfSymbols:
+def read_elf(path: str | os.PathLike | int, debug_root: Path = Path("/")) -> ElfSymbols:
     with _mapped(path) as data:
         try:
             return ElfSymbols(data, debug_root)
@@ -218,8 +235,8 @@ def executable_mappings(maps_text: str) -> list[_Mapping]:
 class _PerfMap:
     """A JIT's ``/tmp/perf-PID.map``, read on from where the last read stopped."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, owner: int):
+        self.path, self.owner = path, owner   # owner: the process's user, who alone may have written its map
         self._read_to = 0
         self._functions: dict[int, tuple[int, str]] = {}   # start -> (end, name)
         self._starts: list[int] = []
@@ -235,14 +252,18 @@ class _PerfMap:
 
     def _read_more(self) -> None:
         try:
-            with open(self.path, "rb") as f:
-                if os.fstat(f.fileno()).st_size <= self._read_to:
-                    return
-                f.seek(self._read_to)
-                data = f.read()
-        except OSError:
+            fd = open_regular(self.path, follow=False)
+        except (OSError, ValueError):
             return
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if st.st_size <= self._read_to or st.st_uid not in (0, self.owner):   # another user's file: not its map
+                return
+            f.seek(self._read_to)
+            data = f.read(PERF_MAP_READ_BYTES)
         whole = data.rfind(b"\n") + 1   # a line still being written is read the next time
+        if whole == 0 and len(data) == PERF_MAP_READ_BYTES:
+            whole = len(data)   # a line longer than a whole read: skipped
         self._read_to += whole
         for line in data[:whole].decode("utf-8", "replace").splitlines():
             parts = line.split(None, 2)
@@ -307,7 +328,11 @@ class ProcessSymbols:
         ``MAX_JIT_SYMBOLS`` functions."""
         if self._perf_map is None:
             path = self.proc / str(self.pid) / "root" / "tmp" / f"perf-{self._namespace_pid()}.map"
-            self._perf_map = _PerfMap(path)
+            try:
+                owner = os.stat(self.proc / str(self.pid)).st_uid
+            except OSError:
+                return None
+            self._perf_map = _PerfMap(path, owner)
         return self._perf_map.name(addr)
 
     def _namespace_pid(self) -> int:
@@ -337,16 +362,18 @@ class SymbolFiles:
         *paths, debug_root = candidates
         for path in paths:
             try:
-                st = os.stat(path)
-            except OSError:
+                fd = open_regular(path)
+            except (OSError, ValueError):
                 continue
+            st = os.fstat(fd)
             key = (st.st_dev, st.st_ino, st.st_mtime_ns)
             if key in self._files:
+                os.close(fd)
                 self._files.move_to_end(key)
                 return self._files[key]
             try:
                 self.reads += 1
-                symbols = read_elf(path, debug_root)
+                symbols = read_elf(fd, debug_root)   # closes fd
             except (OSError, ValueError, IndexError, OverflowError):   # any process's file: a broken one too
                 symbols = None
             self._files[key] = symbols

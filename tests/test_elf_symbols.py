@@ -195,3 +195,49 @@ def test_a_library_without_symtab_takes_its_functions_from_the_debug_file_named_
     assert plain.name(inside + 4) is None
     assert with_debug.name(inside + 4) == "augur_static_helper"
     assert with_debug.name(hidden) == plain.name(hidden)     # the exported names are still there
+
+
+def jit_code_and_its_perf_map():
+    code = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    return code, ctypes.addressof(ctypes.c_char.from_buffer(code)), f"/tmp/perf-{os.getpid()}.map"
+
+
+def test_a_perf_map_that_is_a_fifo_or_a_link_is_not_read(tmp_path):
+    """Any process names its perf map (/tmp/perf-PID.map in its own file system): a FIFO must not block the
+    collector, and a symbolic link must not lead it into its own file system."""
+    from collectors.elf_symbols import open_regular
+
+    code, start, perf_map = jit_code_and_its_perf_map()
+    elsewhere = tmp_path / "elsewhere.map"
+    elsewhere.write_text(f"{start:x} 100 leaked_from_elsewhere\n")
+    try:
+        os.mkfifo(perf_map)
+        t0 = time.monotonic()
+        assert ProcessSymbols(os.getpid(), SymbolFiles()).frame(start + 8) == UNKNOWN
+        assert time.monotonic() - t0 < 5
+        with pytest.raises(ValueError, match="not a regular file"):
+            os.close(open_regular(perf_map))
+        os.unlink(perf_map)
+        os.symlink(elsewhere, perf_map)
+        assert ProcessSymbols(os.getpid(), SymbolFiles()).frame(start + 8) == UNKNOWN
+        os.unlink(perf_map)
+        shutil.copy(elsewhere, perf_map)                       # the process's own file: read
+        assert ProcessSymbols(os.getpid(), SymbolFiles()).frame(start + 8) == "leaked_from_elsewhere"
+    finally:
+        if os.path.lexists(perf_map):
+            os.unlink(perf_map)
+        code.close()
+
+
+def test_a_perf_map_another_user_wrote_is_not_the_process_map():
+    require_root("give a file to another user")
+    code, start, perf_map = jit_code_and_its_perf_map()
+    try:
+        with open(perf_map, "w") as f:
+            f.write(f"{start:x} 100 planted\n")
+        assert ProcessSymbols(os.getpid(), SymbolFiles()).frame(start + 8) == "planted"   # root's, as this process
+        os.chown(perf_map, 12345, 12345)
+        assert ProcessSymbols(os.getpid(), SymbolFiles()).frame(start + 8) == UNKNOWN
+    finally:
+        os.unlink(perf_map)
+        code.close()
