@@ -260,8 +260,10 @@ class ServerGroup:
             try:
                 self.dir.rmdir()
                 return
-            except OSError:
+            except OSError as e:
+                error = e
                 time.sleep(0.1)
+        print(f"augur bench overhead: could not remove {self.dir} ({error}); remove it with rmdir", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
