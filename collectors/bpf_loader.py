@@ -39,14 +39,15 @@ def inline_local_includes(path: Path, seen: set[str] | None = None) -> str:
 
 class BpfProgram:
     """One ``bpf/<stem>.bpf.c`` loaded in the kernel, with its options as ``-D`` constants; ``cgroup_links``, if
-    given, is linked with :meth:`link_to_cgroups` (to ``cgroups``), and the program is closed again if that fails."""
+    given, is linked with :meth:`link_to_cgroups` (to the root, or to ``cgroups``), and the program is closed again
+    if that fails."""
 
     def __init__(self, stem: str, defines: dict[str, int] | None = None, tracepoints: tuple[str, ...] = (),
                  cgroup_links: dict[str, str] | None = None, cgroups: tuple[str, ...] = ()):
         ebpf.prepare()
         ebpf.require_tracepoints(*tracepoints)
-        if cgroup_links:
-            ebpf.cgroup_dirs(cgroups)  # a group that does not exist fails here, before the compiler runs
+        # a group that does not exist fails here, before the compiler runs
+        dirs = ebpf.cgroup_dirs(cgroups) if cgroup_links else []
         bcc = ebpf.import_bcc()
         source = BPF_DIR / f"{stem}.bpf.c"
         cflags = [f"-I{BPF_DIR}", "-Wno-macro-redefined", "-Wno-unused-function"]
@@ -61,22 +62,21 @@ class BpfProgram:
         self._links: list[int] = []
         if cgroup_links:
             try:
-                self.link_to_cgroups(cgroup_links, cgroups)
+                self.link_to_cgroups(cgroup_links, dirs)
             except BaseException:
                 self.close()
                 raise
 
-    def link_to_cgroups(self, programs: dict[str, str], cgroups: tuple[str, ...] = ()) -> None:
-        """Link functions to the root of the cgroup v2 hierarchy, so they run for every socket of this host, or
-        to each of ``cgroups`` (paths below its mount), so they run for their sockets (their descendants' too)
-        and no other's: ``programs`` maps a function name to its kind, ``sock_ops``, ``ingress`` or ``egress``
+    def link_to_cgroups(self, programs: dict[str, str], dirs: list[Path]) -> None:
+        """Link functions to each cgroup v2 folder of ``dirs`` (:func:`infra.ebpf.cgroup_dirs`): the root, so they
+        run for every socket of this host, or groups, so they run for their sockets (their descendants' too) and
+        no other's. ``programs`` maps a function name to its kind, ``sock_ops``, ``ingress`` or ``egress``
         (cgroup_skb). They are bpf_links, detached when this process closes them or dies, never left behind in the
         kernel."""
         bcc = ebpf.import_bcc()
         kinds = {"sock_ops": (bcc.BPF.SOCK_OPS, bcc.BPFAttachType.CGROUP_SOCK_OPS),
                  "ingress": (bcc.BPF.CGROUP_SKB, bcc.BPFAttachType.CGROUP_INET_INGRESS),
                  "egress": (bcc.BPF.CGROUP_SKB, bcc.BPFAttachType.CGROUP_INET_EGRESS)}
-        dirs = ebpf.cgroup_dirs(cgroups)
         try:
             for name, kind in programs.items():
                 prog_type, attach = kinds[kind]

@@ -88,10 +88,10 @@ class ElfSymbols:
 
     def __init__(self, data, debug_root: Path = Path("/")):
         self.segments, sections = _headers(data)
-        build_id = _build_id(data, sections)
         with contextlib.ExitStack() as stack:
             sources = [(data, sections, [s for s in sections if s[1] in (SHT_SYMTAB, SHT_DYNSYM)])]
-            if build_id and not any(s[1] == SHT_SYMTAB for s in sections):
+            build_id = None if any(s[1] == SHT_SYMTAB for s in sections) else _build_id(data, sections)
+            if build_id:
                 try:
                     debug = stack.enter_context(_mapped(debug_root / DEBUG_DIR / build_id[:2]
                                                         / f"{build_id[2:]}.debug"))

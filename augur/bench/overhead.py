@@ -291,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=port))
     group = ServerGroup() if args.http_scope == "server" else None
     http_cgroups = (group.path,) if group else ()
+    http_cgroups_option = ",".join(http_cgroups)   # collect.http-cgroups for the collectors' process
     nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(tmp / "nginx.conf")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
                              preexec_fn=group.enter if group else None)
@@ -320,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     settle = wrk_for(math.ceil(parse_duration_ms(args.interval) / 1000) + 1)
 
     def run_on() -> tuple[dict[str, float], float, tuple[float, float]]:
-        coll = start_collectors(args.interval, args.signals, ",".join(http_cgroups))
+        coll = start_collectors(args.interval, args.signals, http_cgroups_option)
         try:
             # one interval under load first: the collector's start (the first symbols read) is a
             # one-time cost, not what it costs the server from then on
@@ -350,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                   f" | on {on['rps']:9.0f} req/s p50 {on['p50_us']:7.0f} us p99 {on['p99_us']:7.0f} us"
                   f" | collector {cpu_pct:5.1f}% cpu {mem[0]:6.1f} MB (PSS {mem[1]:5.1f})"
                   + (f" | hooks only {floors[-1]['rps']:9.0f} req/s" if with_floor else ""), flush=True)
-        kernel_pct, kernel_ns, per_program = programs_cpu(wrk, args, ",".join(http_cgroups))
+        kernel_pct, kernel_ns, per_program = programs_cpu(wrk, args, http_cgroups_option)
         print(f"a last run with the kernel's BPF accounting on: the programs ran {kernel_pct:.2f}% of one core, "
               f"{kernel_ns:.0f} ns per request (the accounting's own clock reads included, about 25 ns a run)",
               flush=True)
