@@ -5,6 +5,8 @@ filesystem, the BPF programs a process holds, the samples of one series."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,25 @@ def loop_mounted_ext4(tmp_path: Path, size_mb: int, *mkfs_args: str):
 def by_metric(samples: list[dict], metric: str, **attrs) -> list[dict]:
     """The samples of ``metric`` whose attributes include ``attrs``."""
     return [s for s in samples if s["metric"] == metric and all(s["attrs"].get(k) == v for k, v in attrs.items())]
+
+
+def empty_answers_server():
+    """A keep-alive HTTP/1.1 server answering GET with an empty body: 503 on /fail, after 5 ms on /slow, else 200."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            if self.path == "/slow":
+                time.sleep(0.005)
+            self.send_response(503 if self.path == "/fail" else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv

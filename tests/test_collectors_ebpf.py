@@ -16,7 +16,7 @@ import pytest
 
 from augur.config import Config
 from schemas import codec, series, topics
-from tests.ebpf_support import bpf_prog_fds, by_metric, loop_mounted_ext4, require_ebpf
+from tests.ebpf_support import bpf_prog_fds, by_metric, empty_answers_server, loop_mounted_ext4, require_ebpf
 
 pytestmark = pytest.mark.ebpf
 CFG = Config()
@@ -558,28 +558,6 @@ def test_http_over_ipv6_with_a_bare_request_named_by_the_listening_command():
         srv.shutdown()
 
 
-def empty_answers_server():
-    """A keep-alive HTTP/1.1 server answering GET with an empty body: 503 on /fail, after 5 ms on /slow, else 200."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self):
-            if self.path == "/slow":
-                time.sleep(0.005)
-            self.send_response(503 if self.path == "/fail" else 200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
-
-
 def get_on_one_connection(port: int, requests: dict[str, int]) -> None:
     """GET each path the given number of times, in order, on one keep-alive connection to the server on port."""
     import http.client
@@ -647,22 +625,10 @@ def test_http_sampling_beyond_the_exact_rate_counts_each_sampled_request_for_tho
         srv.shutdown()
 
 
-EMPTY_ANSWERS_SERVER = """
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-    def log_message(self, *args):
-        pass
-
-srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-print(srv.server_address[1], flush=True)
-srv.serve_forever()
-"""
+# the same server in a process of its own, which prints its port and serves until it is killed
+EMPTY_ANSWERS_SERVER_PROCESS = ("import threading\nfrom tests.ebpf_support import empty_answers_server\n"
+                                "print(empty_answers_server().server_address[1], flush=True)\n"
+                                "threading.Event().wait()\n")
 
 
 def test_http_programs_linked_to_a_cgroup_see_its_servers_and_no_other():
@@ -675,7 +641,8 @@ def test_http_programs_linked_to_a_cgroup_see_its_servers_and_no_other():
     group.mkdir()
     inside = outside = c = None
     try:
-        inside = subprocess.Popen([sys.executable, "-c", EMPTY_ANSWERS_SERVER], stdout=subprocess.PIPE, text=True,
+        inside = subprocess.Popen([sys.executable, "-c", EMPTY_ANSWERS_SERVER_PROCESS], stdout=subprocess.PIPE,
+                                  text=True, cwd=Path(__file__).resolve().parents[1],
                                   preexec_fn=lambda: (group / "cgroup.procs").write_text(str(os.getpid())))
         inside_port = int(inside.stdout.readline())
         outside = empty_answers_server()
